@@ -1,0 +1,28 @@
+"""Fast JSON for the hot path: orjson when installed (about 10x cheaper on pods), the stdlib otherwise."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - exercised only where orjson is not installed
+    orjson = None  # type: ignore[assignment]
+
+if orjson is not None:
+    dumps = orjson.dumps
+    loads = orjson.loads
+    DecodeErrors: tuple[type[Exception], ...] = (orjson.JSONDecodeError,)
+else:  # pragma: no cover
+
+    def dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+    loads = json.loads
+    DecodeErrors = (json.JSONDecodeError, UnicodeDecodeError)
+
+
+def copy(value: Any) -> Any:
+    """A deep copy of a JSON value; a serialize/parse round trip beats ``copy.deepcopy`` several-fold."""
+    return loads(dumps(value))

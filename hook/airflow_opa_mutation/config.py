@@ -1,0 +1,212 @@
+"""The ``[opa_mutation]`` configuration, read the way Airflow reads its own.
+
+Precedence, highest first: the environment variable ``AIRFLOW__OPA_MUTATION__<KEY>``, then airflow.cfg's
+``[opa_mutation]`` section (only when Airflow is importable; Airflow is never required), then the
+default. Every value is validated once, when the hook is built, so a typo fails at start-up with a
+``ConfigError`` naming the key instead of at the first pod.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+SECTION = "opa_mutation"
+ENV_PREFIX = "AIRFLOW__OPA_MUTATION__"
+
+#: Labels Airflow uses to find and track its pods; a patch may never change or remove them.
+AIRFLOW_LABELS = (
+    "dag_id",
+    "task_id",
+    "run_id",
+    "try_number",
+    "map_index",
+    "kubernetes_executor",
+    "kubernetes_pod_operator",
+    "airflow-worker",
+    "airflow_version",
+    "airflow_kpo_in_cluster",
+)
+
+FailMode = Literal["closed", "open"]
+Mode = Literal["enforce", "dry-run"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration of one hook. Build it with :func:`load_settings` or directly in code."""
+
+    url: str = "http://127.0.0.1:8181"
+    decision_path: str = "airflow/pod/decision"
+    timeout: float = 2.0
+    fail_mode: FailMode = "closed"
+    mode: Mode = "enforce"
+    token: str | None = field(default=None, repr=False)
+    token_file: str | None = None
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    protected_labels: tuple[str, ...] = ()
+    max_patch_ops: int = 1000
+    max_response_bytes: int = 8 * 1024 * 1024
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 30.0
+    audit_annotation: bool = True
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def all_protected_labels(self) -> tuple[str, ...]:
+        return AIRFLOW_LABELS + tuple(lbl for lbl in self.protected_labels if lbl not in AIRFLOW_LABELS)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one effective value came from: ``env``, ``airflow.cfg`` or ``default``."""
+
+    key: str
+    origin: str
+    raw: str | None
+
+
+def _positive_float(key: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(key, raw, "expected a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise ConfigError(key, raw, "expected a positive, finite number of seconds")
+    return value
+
+
+def _positive_int(key: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(key, raw, "expected a whole number") from None
+    if value < 1:
+        raise ConfigError(key, raw, "expected a whole number of at least 1")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def parse(key: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ConfigError(key, raw, f"expected one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _boolean(key: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(key, raw, "expected true or false")
+
+
+def _label_list(key: str, raw: str) -> tuple[str, ...]:
+    labels = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for label in labels:
+        if any(ch.isspace() for ch in label) or len(label) > 316:
+            raise ConfigError(key, raw, f"{label!r} is not a label key")
+    return labels
+
+
+def _text(key: str, raw: str) -> str | None:
+    return raw.strip() or None
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "url": lambda key, raw: raw.strip().rstrip("/"),
+    "decision_path": lambda key, raw: raw.strip().strip("/"),
+    "timeout": _positive_float,
+    "fail_mode": _choice("closed", "open"),
+    "mode": _choice("enforce", "dry-run"),
+    "token": _text,
+    "token_file": _text,
+    "ca_bundle": _text,
+    "client_cert": _text,
+    "client_key": _text,
+    "protected_labels": _label_list,
+    "max_patch_ops": _positive_int,
+    "max_response_bytes": _positive_int,
+    "breaker_threshold": _positive_int,
+    "breaker_cooldown": _positive_float,
+    "audit_annotation": _boolean,
+}
+
+KEYS: tuple[str, ...] = tuple(f.name for f in fields(Settings))
+assert set(KEYS) == set(_PARSERS), "every Settings field needs a parser"
+
+
+def _validate(settings: Settings) -> None:
+    parts = urlsplit(settings.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("url", settings.url, "expected http://host[:port][/prefix] or https://...")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError("url", settings.url, "the port is not a number from 1 to 65535") from None
+    if parts.query or parts.fragment:
+        raise ConfigError("url", settings.url, "must not carry a query or fragment")
+    if not settings.decision_path or any(not seg for seg in settings.decision_path.split("/")):
+        raise ConfigError("decision_path", settings.decision_path, "expected a path like airflow/pod/decision")
+    if settings.token and settings.token_file:
+        raise ConfigError("token_file", settings.token_file, "set either token or token_file, not both")
+    for key in ("token_file", "ca_bundle", "client_cert", "client_key"):
+        path = getattr(settings, key)
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(key, path, "no such file")
+    if settings.client_key and not settings.client_cert:
+        raise ConfigError("client_key", settings.client_key, "client_key needs client_cert")
+    if (settings.ca_bundle or settings.client_cert) and parts.scheme != "https":
+        raise ConfigError("url", settings.url, "ca_bundle/client_cert need an https:// url")
+
+
+def _airflow_conf() -> Any | None:
+    """Airflow's ``conf`` when Airflow is importable, else ``None`` (the hook runs without Airflow)."""
+    try:
+        from airflow.configuration import conf
+    except ImportError:
+        return None
+    return conf
+
+
+def read_raw(environ: Mapping[str, str] | None = None, airflow_conf: Any | None = None) -> dict[str, Source]:
+    """The raw value of every key and where it came from, without validating it."""
+    env = os.environ if environ is None else environ
+    conf = _airflow_conf() if airflow_conf is None else airflow_conf
+    sources: dict[str, Source] = {}
+    for key in KEYS:
+        env_name = ENV_PREFIX + key.upper()
+        if env_name in env:
+            sources[key] = Source(key, "env", env[env_name])
+        elif conf is not None and conf.has_option(SECTION, key):
+            sources[key] = Source(key, "airflow.cfg", str(conf.get(SECTION, key)))
+        else:
+            sources[key] = Source(key, "default", None)
+    return sources
+
+
+def settings_from_raw(sources: Mapping[str, Source]) -> Settings:
+    values: dict[str, Any] = {}
+    for key, source in sources.items():
+        if source.raw is not None:
+            values[key] = _PARSERS[key](key, source.raw)
+    return Settings(**values)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, airflow_conf: Any | None = None) -> Settings:
+    """Settings from the environment and, when Airflow is importable, airflow.cfg."""
+    return settings_from_raw(read_raw(environ, airflow_conf))

@@ -1,0 +1,340 @@
+"""The hook itself: pod -> OPA -> decision -> atomic patch, with fail modes, dry-run and audit logging.
+
+``MutationHook`` is the object; ``pod_mutation_hook`` is the function Airflow calls, backed by one
+process-wide hook built lazily from the configuration (so importing this package costs nothing and a
+misconfiguration surfaces at the first pod with a ``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _json, pod_codec
+from ._version import __version__
+from .airflow_context import airflow_context, describe
+from .config import Settings, load_settings
+from .decision import Decision, parse_decision
+from .errors import (
+    ConfigError,
+    InvalidDecision,
+    OpaMutationError,
+    OpaUnavailable,
+    PatchRejected,
+    PodDenied,
+    PodRef,
+)
+from .opa_client import DecisionClient
+from .patch_engine import apply_patch
+
+log = logging.getLogger("airflow_opa_mutation")
+
+AUDIT_ANNOTATION = "airflow-opa-mutation/decision"
+
+
+@dataclass
+class Outcome:
+    """What one evaluation decided and what it did; returned by :meth:`MutationHook.evaluate`."""
+
+    pod: PodRef
+    request_uid: str
+    mode: str
+    decision: Decision | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    new_pod: Any = None
+    error: OpaMutationError | None = None
+    duration: float = 0.0
+    applied: bool = False
+    skipped: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return self.after is not None and self.after != self.before
+
+    def diff(self) -> str:
+        """A unified diff of the pod as JSON, before and after the patch."""
+        if self.before is None or self.after is None:
+            return ""
+        old = json.dumps(self.before, indent=2, sort_keys=True).splitlines()
+        new = json.dumps(self.after, indent=2, sort_keys=True).splitlines()
+        return "\n".join(difflib.unified_diff(old, new, "pod (from Airflow)", "pod (after policy)", lineterm=""))
+
+
+class MutationHook:
+    """Evaluates pods against OPA and mutates them in place; safe to call from many threads."""
+
+    def __init__(self, settings: Settings | None = None, *, metrics: Callable[..., None] | None = None) -> None:
+        self.settings = settings if settings is not None else load_settings()
+        self.client = DecisionClient(self.settings)
+        self._metrics = metrics
+        self._local = threading.local()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __call__(self, pod: Any) -> None:
+        """Airflow's ``pod_mutation_hook``: mutate ``pod`` in place or raise (see the README's contract)."""
+        if self._already_applied(pod):
+            return
+        outcome = self.evaluate(pod)
+        self._act(pod, outcome)
+
+    # -- evaluation (no side effects on the pod) ------------------------------------------------------
+
+    def evaluate(self, pod: Any, *, mode: str | None = None) -> Outcome:
+        """Ask OPA about ``pod`` and compute the patched pod, without touching ``pod``.
+
+        Failures are returned in ``Outcome.error`` rather than raised, so callers choose the policy.
+        """
+        started = time.perf_counter()
+        s = self.settings
+        mode = mode or s.mode
+        namespace, name, labels, annotations = pod_codec.pod_ref_fields(pod)
+        context = airflow_context(labels, annotations)
+        ref = PodRef(namespace, name, describe(context))
+        outcome = Outcome(pod=ref, request_uid=str(uuid.uuid4()), mode=mode)
+        outcome.extra["airflow"] = context
+        try:
+            try:
+                doc = pod_codec.encode(pod)
+            except pod_codec.DecodeError as exc:
+                raise PatchRejected(
+                    f"the pod cannot be serialized: {exc}", pod=ref, decision_path=s.decision_path
+                ) from None
+            outcome.before = doc
+            payload = {
+                "pod": doc,
+                "airflow": context,
+                "request": {"uid": outcome.request_uid, "version": __version__, "mode": mode},
+            }
+            response = self.client.query(payload, pod=ref)
+            decision = parse_decision(response.body, pod=ref, decision_path=s.decision_path)
+            outcome.decision = decision
+            if decision.deny:
+                raise PodDenied(decision.deny, pod=ref, decision_path=s.decision_path)
+            if decision.patch:
+                after, new_pod = apply_patch(
+                    _json.copy(doc),  # the patch runs on a copy: ``doc`` stays what Airflow gave us
+                    decision.patch,
+                    protected_labels=s.all_protected_labels,
+                    max_ops=s.max_patch_ops,
+                    pod=ref,
+                    decision_path=s.decision_path,
+                )
+                if after != doc and s.audit_annotation:
+                    after, new_pod = self._annotate(after, decision, outcome.request_uid, ref)
+                outcome.after, outcome.new_pod = after, new_pod
+            else:
+                outcome.after = doc
+        except OpaMutationError as exc:
+            outcome.error = exc
+        finally:
+            outcome.duration = time.perf_counter() - started
+        return outcome
+
+    def _annotate(self, doc: dict[str, Any], decision: Decision, uid: str, ref: PodRef) -> tuple[dict[str, Any], Any]:
+        """Record on a changed pod which decision changed it and which policies did, for audits."""
+        record = {"request_uid": uid, "policies": list(decision.policies)}
+        if decision.decision_id:
+            record["decision_id"] = decision.decision_id
+        revision = _revision(decision)
+        if revision:
+            record["revision"] = revision
+        metadata = doc.setdefault("metadata", {})
+        annotations = metadata.get("annotations")
+        if not isinstance(annotations, dict):
+            annotations = metadata["annotations"] = {}
+        annotations[AUDIT_ANNOTATION] = json.dumps(record, separators=(",", ":"), sort_keys=True)
+        try:
+            return doc, pod_codec.decode(doc)
+        except pod_codec.DecodeError as exc:  # pragma: no cover - an annotation is always a valid string
+            raise PatchRejected(f"cannot add the audit annotation: {exc}", pod=ref) from None
+
+    # -- acting on an outcome ---------------------------------------------------------------------------
+
+    def _act(self, pod: Any, outcome: Outcome) -> None:
+        s = self.settings
+        decision = outcome.decision
+        if decision is not None:
+            for message in decision.warn:
+                log.warning("policy warning for %s: %s", outcome.pod, message)
+        error = outcome.error
+        if outcome.mode == "dry-run":
+            self._log_dry_run(outcome)
+            self._count("dry_run")
+            return
+        if isinstance(error, PodDenied):
+            log.error("%s", error)
+            self._count("denied")
+            self._log_summary(outcome, "denied")
+            raise error
+        if error is not None:
+            self._count("errors")
+            if s.fail_mode == "open" and not isinstance(error, ConfigError):
+                log.error("fail_mode=open, letting the pod through unchanged: %s", error)
+                self._log_summary(outcome, "failed-open")
+                return
+            self._log_summary(outcome, "failed")
+            raise error
+        if outcome.new_pod is not None and outcome.changed:
+            pod_codec.swap_in(pod, outcome.new_pod)
+            outcome.applied = True
+            self._remember(pod, outcome.after)
+        self._count("applied" if outcome.applied else "unchanged")
+        self._log_summary(outcome, "mutated" if outcome.applied else "unchanged")
+
+    def _log_summary(self, outcome: Outcome, verdict: str) -> None:
+        decision = outcome.decision
+        ops = len(decision.patch) if decision else 0
+        policies = ",".join(decision.policies) if decision else ""
+        decision_id = decision.decision_id if decision and decision.decision_id else "-"
+        revision = _revision(decision) if decision else None
+        ids = " ".join(f"{key}={value}" for key, value in outcome.pod.airflow)
+        log.info(
+            "opa_mutation %s pod=%s/%s %s request_uid=%s decision_id=%s%s ops=%d policies=%s duration_ms=%.2f",
+            verdict,
+            outcome.pod.namespace or "-",
+            outcome.pod.name or "-",
+            ids or "airflow=unknown",
+            outcome.request_uid,
+            decision_id,
+            f" revision={revision}" if revision else "",
+            ops if outcome.applied else 0,
+            policies or "-",
+            outcome.duration * 1000,
+        )
+        self._timing(outcome.duration)
+
+    def _log_dry_run(self, outcome: Outcome) -> None:
+        error = outcome.error
+        if isinstance(error, PodDenied):
+            log.warning("dry-run: would deny %s", error)
+        elif error is not None:
+            log.error("dry-run: evaluation failed (the pod goes on unchanged): %s", error)
+        elif outcome.changed:
+            log.info("dry-run: would change %s:\n%s", outcome.pod, outcome.diff())
+        else:
+            log.info("dry-run: no change for %s", outcome.pod)
+        self._log_summary(outcome, "dry-run")
+
+    # -- double registration (entry point and airflow_local_settings.py) -------------------------------
+
+    def _already_applied(self, pod: Any) -> bool:
+        """True when this very pod object was mutated by this hook a moment ago and is unchanged since.
+
+        Airflow calls every registered implementation in turn on the same object; when the hook is
+        registered twice (entry point *and* airflow_local_settings.py) the second call must not patch
+        and audit the pod a second time.
+        """
+        last = getattr(self._local, "last", None)
+        if last is None or last[0] is not pod:
+            return False
+        self._local.last = None
+        try:
+            if pod_codec.encode(pod) != last[1]:
+                return False
+        except pod_codec.DecodeError:
+            return False
+        log.warning(
+            "airflow_opa_mutation's pod_mutation_hook ran twice on the same pod: it is registered more than "
+            "once (the airflow.policy entry point and airflow_local_settings.py?). Skipping the second "
+            "application; remove one registration."
+        )
+        return True
+
+    def _remember(self, pod: Any, after: dict[str, Any] | None) -> None:
+        self._local.last = (pod, after)
+
+    # -- metrics ------------------------------------------------------------------------------------------
+
+    def _count(self, what: str) -> None:
+        if self._metrics is not None:
+            self._metrics("incr", f"opa_mutation.{what}")
+
+    def _timing(self, seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics("timing", "opa_mutation.duration", seconds * 1000)
+
+
+def _revision(decision: Decision | None) -> str | None:
+    if decision is None:
+        return None
+    revision = decision.provenance.get("revision")
+    if isinstance(revision, str) and revision:
+        return revision
+    bundles = decision.provenance.get("bundles")
+    if isinstance(bundles, dict):
+        revisions = sorted(f"{name}@{info.get('revision')}" for name, info in bundles.items() if isinstance(info, dict))
+        return ",".join(revisions) or None
+    return None
+
+
+# -- the process-wide hook Airflow calls ---------------------------------------------------------------
+
+_default: MutationHook | None = None
+_default_lock = threading.Lock()
+
+
+def default_hook() -> MutationHook:
+    """The process-wide hook, built from the configuration on first use."""
+    global _default  # noqa: PLW0603
+    hook = _default
+    if hook is None:
+        with _default_lock:
+            if _default is None:
+                _default = MutationHook(metrics=_airflow_stats())
+            hook = _default
+    return hook
+
+
+def configure(settings: Settings | None = None) -> MutationHook:
+    """Replace the process-wide hook (re-reading the configuration when ``settings`` is None)."""
+    global _default
+    with _default_lock:
+        old, _default = _default, MutationHook(settings, metrics=_airflow_stats())
+    if old is not None:
+        old.close()
+    return _default
+
+
+def pod_mutation_hook(pod: Any) -> None:
+    """Airflow's pod mutation hook: evaluate ``pod`` against OPA and mutate it in place, or raise."""
+    default_hook()(pod)
+
+
+def _airflow_stats() -> Callable[..., None] | None:
+    """Airflow's ``Stats`` when Airflow is importable; metrics are optional and never fail a pod."""
+    try:
+        from airflow.stats import Stats
+    except ImportError:
+        return None
+
+    def emit(kind: str, name: str, *args: Any) -> None:
+        try:
+            getattr(Stats, kind)(name, *args)
+        except Exception:  # pragma: no cover - a broken metrics backend must not block pods
+            log.debug("metrics backend failed", exc_info=True)
+
+    return emit
+
+
+__all__ = [
+    "AUDIT_ANNOTATION",
+    "ConfigError",
+    "InvalidDecision",
+    "MutationHook",
+    "OpaUnavailable",
+    "Outcome",
+    "configure",
+    "default_hook",
+    "pod_mutation_hook",
+]

@@ -1,0 +1,280 @@
+"""Asking OPA for a decision: one keep-alive pool, one overall deadline, typed failures.
+
+Built on ``opa_client.OpaClient`` (opa-python-client): it owns the configured ``requests`` session
+(TLS verification, client certificate, bearer token header) and the health checks. The decision call
+itself goes through that same session but not through ``OpaClient.query_rule``, because the contract
+needs what ``query_rule`` cannot give: one deadline that bounds the whole call including retries (its
+urllib3 ``Retry`` backs off past any timeout), a cap on the response size, a token re-read from a file
+per request (rotated secrets), our own encoding of the body, and the HTTP status kept for the error.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from opa_client import OpaClient as _UpstreamClient
+
+from . import _json
+from .config import Settings
+from .errors import OpaUnavailable, PodRef
+
+#: Statuses worth another try within the deadline: OPA (or a proxy in front of it) was briefly sick.
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_BACKOFF = (0.05, 0.1, 0.2, 0.4)
+
+
+@dataclass(frozen=True)
+class OpaResponse:
+    body: Any
+    status: int
+    elapsed: float
+    attempts: int
+
+
+class _TokenFile:
+    """A bearer token read from a file, re-read whenever the file changes (rotated secrets)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+        self._stamp: tuple[int, int, int] | None = None
+        self._token = ""
+        self._lock = threading.Lock()
+
+    def get(self) -> str:
+        try:
+            stat = self._path.stat()
+        except OSError as exc:
+            raise OpaUnavailable(f"cannot read token_file {self._path}: {exc.strerror}") from None
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        with self._lock:
+            if stamp != self._stamp:
+                self._token = self._path.read_text().strip()
+                self._stamp = stamp
+            return self._token
+
+
+class DecisionClient:
+    """POSTs inputs to ``{url}/v1/data/{decision_path}``; safe to share across threads and forks."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        parts = urlsplit(settings.url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or (443 if self._https else 80)
+        self.decision_url = f"{settings.url}/v1/data/{settings.decision_path}"
+        self.health_url = f"{settings.url}/health"
+        self._token_file = _TokenFile(settings.token_file) if settings.token_file else None
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._upstream: _UpstreamClient | None = None
+
+    # -- the connection pool, rebuilt in a forked child ------------------------------------------------
+
+    def _client(self) -> _UpstreamClient:
+        pid = os.getpid()
+        if self._pid != pid:
+            with self._lock:
+                if self._pid != pid:
+                    # After fork() the parent's sockets are shared with the child: never reuse them.
+                    self._upstream = self._build_upstream()
+                    self._pid = pid
+        assert self._upstream is not None
+        return self._upstream
+
+    def _build_upstream(self) -> _UpstreamClient:
+        s = self.settings
+        cert: str | tuple[str, str] | None = None
+        if s.client_cert:
+            cert = (s.client_cert, s.client_key) if s.client_key else s.client_cert
+        # opa-python-client passes ``ssl`` to requests' ``verify``: a CA bundle path or True.
+        verify: bool | str = (s.ca_bundle or True) if self._https else False
+        upstream = _UpstreamClient(
+            host=self._host,
+            port=self._port,
+            ssl=verify,  # the client forwards it to requests' verify
+            cert=cert,
+            token=s.token,
+            retries=0,  # we retry ourselves, within one deadline
+            timeout=s.timeout,
+        )
+        session: requests.Session = upstream._session
+        # The sidecar is local: skip requests' per-call proxy/.netrc lookup (~0.15 ms a call).
+        session.trust_env = False
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=64, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers["Content-Type"] = "application/json"
+        session.headers["Accept"] = "application/json"
+        return upstream
+
+    def close(self) -> None:
+        with self._lock:
+            if self._upstream is not None:
+                self._upstream.close_connection()
+            self._upstream = None
+            self._pid = -1
+
+    # -- calls -----------------------------------------------------------------------------------------
+
+    def healthy(self, query: dict[str, bool] | None = None) -> bool:
+        return bool(self._client().check_health(query=query, diagnostic_url=self.health_url))
+
+    def query(
+        self,
+        payload: dict[str, Any],
+        *,
+        params: str = "",
+        pod: PodRef | None = None,
+    ) -> OpaResponse:
+        """POST ``{"input": payload}`` and return the parsed body; every failure is :class:`OpaUnavailable`."""
+        body = _json.dumps({"input": payload})
+        return self.post(body, params=params, pod=pod)
+
+    def post(self, body: bytes, *, params: str = "", pod: PodRef | None = None) -> OpaResponse:
+        s = self.settings
+        url = self.decision_url + (f"?{params}" if params else "")
+        started = time.monotonic()
+        deadline = started + s.timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                status, raw = self._post_once(url, body, deadline)
+            except _Retryable as exc:
+                wait = _BACKOFF[min(attempt - 1, len(_BACKOFF) - 1)]
+                if time.monotonic() + wait >= deadline:
+                    raise self._unavailable(f"{exc.message} (after {attempt} attempts)", exc.status, pod) from None
+                time.sleep(wait)
+                continue
+            except OpaUnavailable as exc:
+                raise self._unavailable(exc.reason, exc.status, pod) from None
+            try:
+                parsed = _json.loads(raw)
+            except _json.DecodeErrors:
+                snippet = raw[:80].decode("utf-8", "replace")
+                raise self._unavailable(
+                    f"OPA answered with a body that is not JSON: {snippet!r}", status, pod
+                ) from None
+            return OpaResponse(parsed, status, time.monotonic() - started, attempt)
+
+    def _unavailable(self, message: str, status: int | None, pod: PodRef | None) -> OpaUnavailable:
+        return OpaUnavailable(
+            f"{message} ({self.decision_url})", status=status, pod=pod, decision_path=self.settings.decision_path
+        )
+
+    def _post_once(self, url: str, body: bytes, deadline: float) -> tuple[int, bytes]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Retryable("timed out before OPA answered")
+        headers = None
+        if self._token_file is not None:
+            headers = {"Authorization": f"Bearer {self._token_file.get()}"}
+        session = self._client()._session
+        try:
+            response = session.post(url, data=body, headers=headers, timeout=remaining, stream=True)
+        except requests.exceptions.SSLError as exc:
+            raise OpaUnavailable(f"TLS certificate problem talking to OPA: {_root_cause(exc)}") from None
+        except requests.exceptions.Timeout:
+            raise _Retryable(f"OPA did not answer within timeout = {self.settings.timeout}s") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise _Retryable(f"cannot connect to OPA: {_root_cause(exc)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise OpaUnavailable(f"request to OPA failed: {_root_cause(exc)}") from None
+        with response:
+            raw = self._read_capped(response, deadline)
+            status = response.status_code
+        if status in RETRY_STATUSES and not _is_policy_error(raw):
+            raise _Retryable(f"OPA answered HTTP {status}: {_error_text(raw)}", status)
+        if status in (401, 403):
+            raise OpaUnavailable(
+                f"OPA refused the request with HTTP {status} "
+                f"({'authentication' if status == 401 else 'authorization'} failed; check token/token_file "
+                f"and OPA's system.authz policy): {_error_text(raw)}",
+                status=status,
+            )
+        if status != 200:
+            raise OpaUnavailable(f"OPA answered HTTP {status}: {_error_text(raw)}", status=status)
+        return status, raw
+
+    def _read_capped(self, response: requests.Response, deadline: float) -> bytes:
+        limit = self.settings.max_response_bytes
+        declared = response.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise OpaUnavailable(f"OPA's response of {declared} bytes exceeds max_response_bytes = {limit}")
+        chunks = []
+        size = 0
+        try:
+            for chunk in response.iter_content(chunk_size=65536):
+                size += len(chunk)
+                if size > limit:
+                    raise OpaUnavailable(f"OPA's response exceeds max_response_bytes = {limit}")
+                if time.monotonic() > deadline:
+                    raise _Retryable(f"OPA did not finish answering within timeout = {self.settings.timeout}s")
+                chunks.append(chunk)
+        except requests.exceptions.RequestException as exc:
+            raise _Retryable(f"OPA's response broke off: {_root_cause(exc)}") from None
+        return b"".join(chunks)
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.message = message
+        self.status = status
+        super().__init__(message)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost useful message of a requests/urllib3 exception chain."""
+    seen = exc
+    while True:
+        nxt = seen.__cause__ or seen.__context__
+        if nxt is None or nxt is seen:
+            break
+        seen = nxt
+    text = str(seen) or type(seen).__name__
+    reason = getattr(seen, "reason", None)
+    if reason is not None and str(reason):
+        text = str(reason)
+    return text[:300]
+
+
+def _opa_error(raw: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = _json.loads(raw)
+    except _json.DecodeErrors:
+        return None
+    return parsed if isinstance(parsed, dict) and isinstance(parsed.get("code"), str) else None
+
+
+def _is_policy_error(raw: bytes) -> bool:
+    """A 500 caused by the policy itself (a conflict, a type error): retrying gives the same answer."""
+    error = _opa_error(raw)
+    details = error.get("errors") if error else None
+    if not isinstance(details, list) or not details:
+        return False
+    codes = [d.get("code", "") for d in details if isinstance(d, dict)]
+    return bool(codes) and all(isinstance(c, str) and c.startswith(("eval_", "rego_")) for c in codes)
+
+
+def _error_text(raw: bytes) -> str:
+    """OPA's error message (with the policy errors under it), else the start of the body (HTML too)."""
+    error = _opa_error(raw)
+    if error is not None:
+        text = f"{error['code']}: {error.get('message', '')}"
+        details = error.get("errors")
+        if isinstance(details, list):
+            for detail in details[:3]:
+                if isinstance(detail, dict):
+                    where = detail.get("location") or {}
+                    place = f" at {where.get('file')}:{where.get('row')}" if isinstance(where, dict) and where else ""
+                    text += f"; {detail.get('code')}: {detail.get('message')}{place}"
+        return text[:600]
+    return raw[:120].decode("utf-8", "replace").strip() or "<empty body>"

@@ -1,0 +1,174 @@
+"""Applies a decision's RFC 6902 patch to the pod document: all of it, safely, or none of it.
+
+The patch runs on a JSON document the hook built for this call (never on the caller's ``V1Pod``), one op
+at a time so a failure names its op. Ops that touch Airflow's bookkeeping (pod name and namespace, the
+labels Airflow tracks pods by, the ``base`` container) are checked right after they run. The result
+must decode into a ``V1Pod`` that encodes back to the same document; only then does the caller swap it
+into the original object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jsonpatch
+import jsonpointer
+
+from . import pod_codec
+from .decision import PatchOp
+from .errors import PatchRejected, PodRef
+
+BASE_CONTAINER = "base"
+_MAX_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class Protected:
+    """What a patch may not change: the values the input pod had for Airflow's bookkeeping fields."""
+
+    name: str | None
+    namespace: str | None
+    labels: tuple[tuple[str, str], ...]
+    has_base: bool
+
+    @classmethod
+    def of(cls, doc: dict[str, Any], label_keys: Sequence[str]) -> Protected:
+        metadata = _object(doc.get("metadata"))
+        labels = _object(metadata.get("labels"))
+        return cls(
+            name=metadata.get("name"),
+            namespace=metadata.get("namespace"),
+            labels=tuple((key, labels[key]) for key in label_keys if key in labels),
+            has_base=_has_base(doc),
+        )
+
+    def violation(self, doc: Any) -> str | None:
+        """What a patched document broke, or ``None``. Only values the input had are protected."""
+        if not isinstance(doc, dict):
+            return "the pod document is no longer an object"
+        metadata = _object(doc.get("metadata"))
+        for field, value in (("name", self.name), ("namespace", self.namespace)):
+            if value is not None and metadata.get(field) != value:
+                return f"metadata.{field} is protected (Airflow tracks its pods by it)"
+        labels = _object(metadata.get("labels"))
+        for key, value in self.labels:
+            if labels.get(key) != value:
+                return f"label {key!r} is protected (Airflow tracks its pods by it)"
+        if self.has_base and not _has_base(doc):
+            return f"the container named {BASE_CONTAINER!r} is protected (Airflow runs the task in it)"
+        return None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _has_base(doc: dict[str, Any]) -> bool:
+    spec = doc.get("spec")
+    containers = spec.get("containers") if isinstance(spec, dict) else None
+    if not isinstance(containers, list):
+        return False
+    return any(isinstance(c, dict) and c.get("name") == BASE_CONTAINER for c in containers)
+
+
+_PROTECTED_PREFIXES = ("/metadata/name", "/metadata/namespace", "/metadata/labels", "/spec/containers")
+
+
+def _touches_protected(pointer: Any) -> bool:
+    """Whether an op at ``pointer`` can reach a protected value (as its ancestor or descendant)."""
+    if not isinstance(pointer, str):
+        return True
+    for prefix in _PROTECTED_PREFIXES:
+        if prefix.startswith(pointer + "/") or pointer == "" or _within(pointer, prefix):
+            return True
+    return False
+
+
+def _within(pointer: str, prefix: str) -> bool:
+    return pointer == prefix or pointer.startswith(prefix + "/")
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, giving up (returning ``limit + 1``) once it exceeds ``limit``."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return depth
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def apply_patch(
+    doc: dict[str, Any],
+    ops: Sequence[PatchOp],
+    *,
+    protected_labels: Sequence[str],
+    max_ops: int,
+    pod: PodRef | None = None,
+    decision_path: str | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """Apply ``ops`` to ``doc`` (which this call may modify) and return the new document and ``V1Pod``.
+
+    Raises :class:`PatchRejected` naming the op, its path and its policy.
+    """
+
+    def reject(message: str, op: PatchOp | None = None) -> PatchRejected:
+        return PatchRejected(
+            message,
+            op_index=None if op is None else op.index,
+            path=None if op is None else op.path,
+            policy=None if op is None else op.policy,
+            pod=pod,
+            decision_path=decision_path,
+        )
+
+    if len(ops) > max_ops:
+        raise reject(f"{len(ops)} ops exceed max_patch_ops = {max_ops}")
+    guard = Protected.of(doc, protected_labels)
+    result: Any = doc
+    for op in ops:
+        if "value" in op.op and _depth(op.op["value"], _MAX_DEPTH) > _MAX_DEPTH:
+            raise reject(f"value nested deeper than {_MAX_DEPTH} levels", op)
+        try:
+            operation = jsonpatch.JsonPatch.operations[op.op["op"]](op.op)
+            result = operation.apply(result)
+        except KeyError as exc:
+            if exc.args == ("op",) or op.op.get("op") not in jsonpatch.JsonPatch.operations:
+                raise reject(f"unknown or missing 'op': {op.op.get('op')!r}", op) from None
+            raise reject(f"op is missing member {exc}", op) from None
+        except jsonpatch.JsonPatchTestFailed as exc:
+            raise reject(f"test op failed: {exc}", op) from None
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            raise reject(f"op does not apply: {exc}", op) from None
+        except (TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise reject(f"op does not apply: {type(exc).__name__}: {exc}", op) from None
+        source = op.op.get("from")
+        if _touches_protected(op.path) or (source is not None and _touches_protected(source)):
+            problem = guard.violation(result)
+            if problem is not None:
+                raise reject(problem, op)
+    if not isinstance(result, dict):
+        raise reject(f"the patched pod is not a JSON object but {type(result).__name__}")
+    try:
+        new_pod = pod_codec.decode(result)
+    except pod_codec.DecodeError as exc:
+        culprit = _last_op_at(ops, exc.pointer)
+        raise reject(f"the patched pod is not a valid V1Pod: {exc}", culprit) from None
+    return result, new_pod
+
+
+def _last_op_at(ops: Sequence[PatchOp], pointer: str) -> PatchOp | None:
+    """The last op that wrote at or above ``pointer``: the one to blame for a bad value there."""
+    for op in reversed(ops):
+        path = op.path
+        if path is not None and op.op.get("op") != "remove" and (path == "" or _within(pointer, path)):
+            return op
+    return None

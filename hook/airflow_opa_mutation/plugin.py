@@ -1,0 +1,28 @@
+"""The ``airflow.policy`` entry point: Airflow's plugin manager registers this module at start-up.
+
+pluggy (an Airflow dependency) marks ``pod_mutation_hook`` as an implementation of Airflow's hook spec.
+Without pluggy there is no Airflow to call us, and the module stays importable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .hook import default_hook
+
+hookimpl: Callable[[Callable[..., Any]], Callable[..., Any]]
+try:
+    from pluggy import HookimplMarker
+
+    hookimpl = HookimplMarker("airflow.policy")
+except ImportError:  # pragma: no cover - Airflow (and so pluggy) is not installed
+
+    def hookimpl(function: Callable[..., Any]) -> Callable[..., Any]:
+        return function
+
+
+@hookimpl
+def pod_mutation_hook(pod: Any) -> None:
+    """Evaluate ``pod`` against OPA and mutate it in place, or raise (see the README's contract)."""
+    default_hook()(pod)

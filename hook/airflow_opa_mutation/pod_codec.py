@@ -1,0 +1,277 @@
+"""V1Pod <-> Kubernetes JSON, for both generations of the kubernetes client's models.
+
+Classic models (kubernetes <= 36) are generated classes with ``openapi_types``/``attribute_map``; their
+deserializer silently drops unknown fields and coerces scalars (``bool("false")`` is ``True``). Pydantic
+models (kubernetes >= 37) validate, but coerce in lax mode too. Neither is a safe judge of a patched
+document on its own, so :func:`decode` always re-encodes the model it built and insists on getting the
+exact document back: a field that was dropped, renamed or coerced is reported with its JSON pointer.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, cast
+
+from kubernetes import client as k8s
+
+JSON = Any  # a JSON value: dict / list / str / int / float / bool / None
+
+PYDANTIC_MODELS: bool = hasattr(k8s.V1Pod, "model_validate")
+
+
+class DecodeError(ValueError):
+    """The document is not a pod the installed kubernetes client can represent exactly."""
+
+    def __init__(self, message: str, pointer: str = "") -> None:
+        self.pointer = pointer
+        super().__init__(message)
+
+
+# ---------------------------------------------------------------------------------------------- encode
+
+
+def _encode_classic(obj: Any) -> JSON:
+    """``ApiClient.sanitize_for_serialization`` without its per-call generic dispatch overhead."""
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if isinstance(obj, list):
+        return [_encode_classic(item) for item in obj]
+    if isinstance(obj, tuple):
+        return [_encode_classic(item) for item in obj]
+    if isinstance(obj, dict):
+        return {key: _encode_classic(value) for key, value in obj.items()}
+    if isinstance(obj, (datetime.datetime, datetime.date)):
+        return obj.isoformat()
+    attribute_map = getattr(obj, "attribute_map", None)
+    if attribute_map is None:
+        raise DecodeError(f"cannot encode a {type(obj).__name__} inside a pod")
+    out = {}
+    for attr in obj.openapi_types:
+        value = getattr(obj, attr)
+        if value is not None:
+            out[attribute_map[attr]] = _encode_classic(value)
+    return out
+
+
+def _encode_pydantic(obj: Any) -> JSON:
+    if isinstance(obj, k8s.V1Pod):
+        return obj.model_dump(by_alias=True, exclude_none=True, mode="json")
+    # A pod assembled by hand may hold plain dicts or other models where models belong; the generic
+    # sanitizer knows how to walk those.
+    return _api_client().sanitize_for_serialization(obj)
+
+
+def encode(pod: Any) -> dict[str, JSON]:
+    """The pod as Kubernetes JSON: camelCase keys, no nulls — what the API server would receive."""
+    try:
+        doc = _encode_pydantic(pod) if PYDANTIC_MODELS else _encode_classic(pod)
+    except DecodeError:
+        raise
+    except Exception as exc:  # a model with a broken attribute raises anything
+        raise DecodeError(f"cannot serialize the pod: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise DecodeError(f"a pod serializes to a JSON object, got {type(doc).__name__}")
+    return cast(dict[str, JSON], doc)
+
+
+# ---------------------------------------------------------------------------------------------- decode
+
+_CLIENT: Any = None
+
+
+def _api_client() -> Any:
+    global _CLIENT  # noqa: PLW0603 - one lazily built client per process, cheap to share read-only
+    if _CLIENT is None:
+        _CLIENT = k8s.ApiClient()
+    return _CLIENT
+
+
+# Classic models: a strict decoder driven by each class's ``openapi_types``/``attribute_map``, compiled
+# once per class. Unlike ``ApiClient.__deserialize`` it never coerces a scalar nor drops a field, and it
+# says where the document went wrong.
+
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "long": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+}
+_FIELD_MAPS: dict[type, dict[str, tuple[str, str]]] = {}
+
+
+def _field_map(klass: type) -> dict[str, tuple[str, str]]:
+    """JSON key -> (Python attribute, openapi type) for one classic model class."""
+    fields = _FIELD_MAPS.get(klass)
+    if fields is None:
+        attribute_map: dict[str, str] = getattr(klass, "attribute_map", {})
+        openapi_types: dict[str, str] = getattr(klass, "openapi_types", {})
+        fields = {attribute_map[attr]: (attr, kind) for attr, kind in openapi_types.items()}
+        _FIELD_MAPS[klass] = fields
+    return fields
+
+
+def _decode_classic(data: JSON, kind: str, pointer: str) -> Any:
+    if data is None:
+        return None
+    if kind.startswith("list["):
+        if not isinstance(data, list):
+            raise DecodeError(f"{pointer}: expected an array, got {_kind(data)}", pointer)
+        item = kind[5:-1]
+        return [_decode_classic(value, item, f"{pointer}/{index}") for index, value in enumerate(data)]
+    if kind.startswith("dict["):
+        if not isinstance(data, dict):
+            raise DecodeError(f"{pointer}: expected an object, got {_kind(data)}", pointer)
+        item = kind[kind.index(",") + 1 : -1].strip()
+        return {key: _decode_classic(value, item, f"{pointer}/{_escape(key)}") for key, value in data.items()}
+    scalar = _SCALARS.get(kind)
+    if scalar is not None:
+        if (isinstance(data, bool) and kind != "bool") or not isinstance(data, scalar):
+            raise DecodeError(f"{pointer}: expected a {kind}, got {_kind(data)} {data!r:.60}", pointer)
+        return data
+    if kind == "object":  # int-or-string and free-form fields: any JSON value
+        return data
+    if kind in ("datetime", "date"):
+        if not isinstance(data, str):
+            raise DecodeError(f"{pointer}: expected a {kind} string, got {_kind(data)}", pointer)
+        return _api_client()._ApiClient__deserialize(data, kind)
+    klass = getattr(k8s, kind, None)
+    if klass is None:  # pragma: no cover - a type the generated client names but does not define
+        raise DecodeError(f"{pointer}: unknown model type {kind}", pointer)
+    if not isinstance(data, dict):
+        raise DecodeError(f"{pointer}: expected an object ({kind}), got {_kind(data)}", pointer)
+    fields = _field_map(klass)
+    kwargs = {}
+    for key, value in data.items():
+        field = fields.get(key)
+        sub = f"{pointer}/{_escape(key)}"
+        if field is None:
+            raise DecodeError(f"{sub}: field unknown to the kubernetes client (a typo, or the wrong place?)", sub)
+        kwargs[field[0]] = _decode_classic(value, field[1], sub)
+    try:
+        return klass(**kwargs, local_vars_configuration=_api_client().configuration)
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"{pointer or '/'}: {exc}", pointer) from None
+
+
+def _build_classic(doc: dict[str, JSON]) -> Any:
+    return _decode_classic(doc, "V1Pod", "")
+
+
+def _build_pydantic(doc: dict[str, JSON]) -> Any:
+    return k8s.V1Pod.model_validate(doc)
+
+
+def decode(doc: JSON) -> Any:
+    """Build a ``V1Pod`` that encodes back to exactly ``doc``, or raise :class:`DecodeError`."""
+    if not isinstance(doc, dict):
+        raise DecodeError(f"a pod must be a JSON object, got {type(doc).__name__}")
+    try:
+        pod = _build_pydantic(doc) if PYDANTIC_MODELS else _build_classic(doc)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(*_describe_build_error(exc)) from exc
+    difference = first_difference(doc, encode(pod))
+    if difference is not None:
+        pointer, why = difference
+        raise DecodeError(f"{pointer or '/'}: {why}", pointer)
+    return pod
+
+
+def _describe_build_error(exc: Exception) -> tuple[str, str]:
+    """A message and the JSON pointer it is about, from a pydantic ``ValidationError`` or any error."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):  # pydantic.ValidationError: name the first offending location
+        first = errors()[0]
+        pointer = "".join(f"/{_escape(str(part))}" for part in first.get("loc", ()))
+        if first.get("type") == "extra_forbidden":
+            return f"{pointer}: field unknown to the kubernetes client (a typo, or the wrong place?)", pointer
+        return f"{pointer}: {first.get('msg')} (got {first.get('input')!r:.80})", pointer
+    return f"not a valid V1Pod: {type(exc).__name__}: {exc}", ""
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _kind(value: JSON) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    return "array" if isinstance(value, list) else "object"
+
+
+def first_difference(want: JSON, got: JSON, pointer: str = "") -> tuple[str, str] | None:
+    """The first JSON pointer where two documents differ, and why; ``None`` when they are equal.
+
+    Strict about JSON types: ``true`` is not ``1`` and ``"1"`` is not ``1``.
+    """
+    want_kind, got_kind = _kind(want), _kind(got)
+    if want_kind != got_kind:
+        if got_kind == "null":
+            return pointer, f"the field is unknown to the kubernetes client or cannot be {want_kind}"
+        return pointer, f"expected a {got_kind} here, got {want_kind} {want!r:.60}"
+    if isinstance(want, dict):
+        for key, value in want.items():
+            sub = f"{pointer}/{_escape(key)}"
+            if key not in got:
+                if value is None:
+                    return sub, "null is not a value Kubernetes keeps; remove the field instead"
+                return sub, "field unknown to the kubernetes client (a typo, or the wrong place?)"
+            found = first_difference(value, got[key], sub)
+            if found is not None:
+                return found
+        for key in got:
+            if key not in want:
+                return f"{pointer}/{_escape(key)}", "field appeared on conversion"
+        return None
+    if isinstance(want, list):
+        if len(want) != len(got):
+            return pointer, f"array of {len(want)} items became {len(got)} items"
+        for index, (a, b) in enumerate(zip(want, got, strict=True)):
+            found = first_difference(a, b, f"{pointer}/{index}")
+            if found is not None:
+                return found
+        return None
+    if want != got:
+        return pointer, f"value {want!r:.60} became {got!r:.60}"
+    return None
+
+
+# ----------------------------------------------------------------------------------------- swap in place
+
+
+def swap_in(target: Any, source: Any) -> None:
+    """Make ``target`` hold ``source``'s contents, keeping ``target``'s identity (Airflow keeps a ref)."""
+    if PYDANTIC_MODELS:
+        # Bypass validate_assignment: ``source`` was validated as a whole already.
+        target.__dict__.update(source.__dict__)
+        object.__setattr__(target, "__pydantic_fields_set__", set(source.__pydantic_fields_set__))
+    else:
+        for attr in target.openapi_types:
+            setattr(target, attr, getattr(source, attr))
+
+
+def pod_ref_fields(pod: Any) -> tuple[str | None, str | None, dict[str, str], dict[str, str]]:
+    """namespace, name, labels and annotations of a pod object, tolerating a malformed one."""
+    metadata = getattr(pod, "metadata", None)
+    if metadata is None:
+        return None, None, {}, {}
+    labels = getattr(metadata, "labels", None)
+    annotations = getattr(metadata, "annotations", None)
+    return (
+        _str_or_none(getattr(metadata, "namespace", None)),
+        _str_or_none(getattr(metadata, "name", None)),
+        labels if isinstance(labels, dict) else {},
+        annotations if isinstance(annotations, dict) else {},
+    )
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

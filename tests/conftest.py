@@ -1,0 +1,130 @@
+"""Fixtures: real OPA servers on loopback (never a mock), hooks pointed at them, realistic Airflow pods."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow_opa_mutation import MutationHook, Settings
+from airflow_opa_mutation.local_opa import LocalOpa
+from kubernetes import client as k8s
+
+REPO = Path(__file__).resolve().parents[1]
+POLICIES = REPO / "policies"
+
+
+@pytest.fixture
+def start_opa(tmp_path: Path) -> Iterator[Callable[..., LocalOpa]]:
+    """Start a real OPA serving the given Rego sources (name -> text) and/or paths."""
+    servers: list[LocalOpa] = []
+
+    def start(
+        rego: dict[str, str] | None = None,
+        *,
+        paths: list[Path] | None = None,
+        args: list[str] | None = None,
+        port: int | None = None,
+    ) -> LocalOpa:
+        folder = tmp_path / f"opa-{len(servers)}"
+        folder.mkdir()
+        for name, text in (rego or {}).items():
+            (folder / name).write_text(textwrap.dedent(text))
+        server_paths = ([folder] if rego else []) + list(paths or [])
+        server = LocalOpa(server_paths, args=args or [], port=port).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def make_hook() -> Iterator[Callable[..., MutationHook]]:
+    hooks: list[MutationHook] = []
+
+    def make(opa: LocalOpa | str, **settings: Any) -> MutationHook:
+        url = opa if isinstance(opa, str) else opa.url
+        hook = MutationHook(Settings(url=url, **settings))
+        hooks.append(hook)
+        return hook
+
+    yield make
+    for hook in hooks:
+        hook.close()
+
+
+def decision_policy(body: str, package: str = "airflow.pod") -> dict[str, str]:
+    """A one-file policy defining ``data.airflow.pod.decision`` (or another package) from ``body``."""
+    return {"policy.rego": f"package {package}\n\n{textwrap.dedent(body)}\n"}
+
+
+def worker_pod(
+    name: str = "example-dag-task-1-abcdef",
+    *,
+    namespace: str = "airflow",
+    containers: int = 1,
+    launcher: str = "kubernetes_executor",
+) -> k8s.V1Pod:
+    """A pod shaped like the KubernetesExecutor's: Airflow's labels and annotations, container 'base'."""
+    labels = {
+        "dag_id": "example_dag",
+        "task_id": "extract",
+        "run_id": "manual__2026-11-25T120000-0000-5b0c4e1b2",
+        "try_number": "1",
+        "map_index": "-1",
+        "airflow_version": "3.3.2",
+        "airflow-worker": "1",
+    }
+    if launcher == "kubernetes_executor":
+        labels["kubernetes_executor"] = "True"
+    else:
+        labels["kubernetes_pod_operator"] = "True"
+    annotations = {
+        "dag_id": "example_dag",
+        "task_id": "extract",
+        "run_id": "manual__2026-11-25T12:00:00+00:00",
+        "try_number": "1",
+    }
+    extra = [
+        k8s.V1Container(name=f"sidecar-{i}", image=f"busybox:1.{i}", args=["sleep", "infinity"])
+        for i in range(1, containers)
+    ]
+    return k8s.V1Pod(
+        api_version="v1",
+        kind="Pod",
+        metadata=k8s.V1ObjectMeta(name=name, namespace=namespace, labels=labels, annotations=annotations),
+        spec=k8s.V1PodSpec(
+            restart_policy="Never",
+            service_account_name="airflow-worker",
+            containers=[
+                k8s.V1Container(
+                    name="base",
+                    image="apache/airflow:3.3.2",
+                    args=["airflow", "tasks", "run", "example_dag", "extract", "manual__2026-11-25"],
+                    env=[k8s.V1EnvVar(name="AIRFLOW_IS_K8S_EXECUTOR_POD", value="True")],
+                    resources=k8s.V1ResourceRequirements(requests={"cpu": "500m", "memory": "1Gi"}),
+                    ports=[k8s.V1ContainerPort(container_port=8793, name="worker-logs")],
+                    liveness_probe=k8s.V1Probe(
+                        http_get=k8s.V1HTTPGetAction(path="/health", port="worker-logs")
+                    ),
+                ),
+                *extra,
+            ],
+        ),
+    )
+
+
+@pytest.fixture
+def pod() -> k8s.V1Pod:
+    return worker_pod()
+
+
+@pytest.fixture
+def hook_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="airflow_opa_mutation")
+    return caplog
