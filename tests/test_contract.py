@@ -421,3 +421,22 @@ def test_fail_open_never_bypasses_a_config_error(monkeypatch):
     monkeypatch.setenv("AIRFLOW__OPA_MUTATION__TIMEOUT", "soon")
     with pytest.raises(ConfigError, match=r"timeout = 'soon'"):
         aom.configure()
+
+
+def test_circuit_breaker_fails_fast_then_probes(start_opa, make_hook, pod):
+    opa = start_opa(decision_policy('decision := {"patch": [{"op": "add", "path": "/metadata/labels/ok", "value": "1"}]}'))
+    hook = make_hook(opa, timeout=0.3, breaker_threshold=2, breaker_cooldown=1.0)
+    opa.stop()
+    for _ in range(2):
+        with pytest.raises(OpaUnavailable, match="cannot connect"):
+            hook(pod)
+    with pytest.raises(OpaUnavailable, match="circuit breaker open after 2 consecutive failures"):
+        hook(pod)
+    opa.start()
+    with pytest.raises(OpaUnavailable, match="circuit breaker open"):
+        hook(pod)  # still cooling down, even though OPA is back
+    import time
+
+    time.sleep(1.05)
+    hook(pod)  # the probe goes through and closes the breaker
+    assert pod.metadata.labels["ok"] == "1"

@@ -123,12 +123,32 @@ def _label_list(key: str, raw: str) -> tuple[str, ...]:
     return labels
 
 
+def _url_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected http://host[:port][/prefix] or https://..."
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "the port is not a number from 1 to 65535"
+    if parts.query or parts.fragment:
+        return "must not carry a query or fragment"
+    return None
+
+
+def _url(key: str, raw: str) -> str:
+    problem = _url_problem(raw.strip())
+    if problem:
+        raise ConfigError(key, raw, problem)
+    return raw.strip().rstrip("/")
+
+
 def _text(key: str, raw: str) -> str | None:
     return raw.strip() or None
 
 
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "url": lambda key, raw: raw.strip().rstrip("/"),
+    "url": _url,
     "decision_path": lambda key, raw: raw.strip().strip("/"),
     "timeout": _positive_float,
     "fail_mode": _choice("closed", "open"),
@@ -151,15 +171,16 @@ assert set(KEYS) == set(_PARSERS), "every Settings field needs a parser"
 
 
 def _validate(settings: Settings) -> None:
+    problem = _url_problem(settings.url)
+    if problem:
+        raise ConfigError("url", settings.url, problem)
     parts = urlsplit(settings.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("url", settings.url, "expected http://host[:port][/prefix] or https://...")
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ConfigError("url", settings.url, "the port is not a number from 1 to 65535") from None
-    if parts.query or parts.fragment:
-        raise ConfigError("url", settings.url, "must not carry a query or fragment")
+    if not 0 < settings.timeout < float("inf"):
+        raise ConfigError("timeout", settings.timeout, "expected a positive, finite number of seconds")
+    if settings.fail_mode not in ("closed", "open"):
+        raise ConfigError("fail_mode", settings.fail_mode, "expected one of closed, open")
+    if settings.mode not in ("enforce", "dry-run"):
+        raise ConfigError("mode", settings.mode, "expected one of enforce, dry-run")
     if not settings.decision_path or any(not seg for seg in settings.decision_path.split("/")):
         raise ConfigError("decision_path", settings.decision_path, "expected a path like airflow/pod/decision")
     if settings.token and settings.token_file:

@@ -8,8 +8,10 @@ misconfiguration surfaces at the first pod with a ``ConfigError``).
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -312,16 +314,27 @@ def pod_mutation_hook(pod: Any) -> None:
 
 
 def _airflow_stats() -> Callable[..., None] | None:
-    """Airflow's ``Stats`` when Airflow is importable; metrics are optional and never fail a pod."""
-    try:
-        from airflow.stats import Stats
-    except ImportError:
+    """Airflow's ``Stats`` when this process runs Airflow; metrics are optional and never fail a pod.
+
+    The task SDK's copy is the one Airflow configures in the scheduler and in workers alike (the core
+    copy is set up only in server components), so it is preferred.
+    """
+    if "airflow" not in sys.modules:  # not inside Airflow: don't pay ~3 s to import it for metrics
+        return None
+    stats: Any = None
+    for module in ("airflow.sdk.observability.stats", "airflow.observability.stats"):
+        try:
+            stats = importlib.import_module(module).Stats
+            break
+        except (ImportError, AttributeError):
+            continue
+    if stats is None:
         return None
 
     def emit(kind: str, name: str, *args: Any) -> None:
         try:
-            getattr(Stats, kind)(name, *args)
-        except Exception:  # pragma: no cover - a broken metrics backend must not block pods
+            getattr(stats, kind)(name, *args)
+        except Exception:  # a broken metrics backend must not block pods
             log.debug("metrics backend failed", exc_info=True)
 
     return emit

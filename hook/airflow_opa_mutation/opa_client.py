@@ -60,6 +60,47 @@ class _TokenFile:
             return self._token
 
 
+class CircuitBreaker:
+    """Fail fast while OPA is known to be down, so a dead sidecar cannot stall the scheduler.
+
+    After ``threshold`` consecutive failures the breaker opens: calls fail at once for ``cooldown``
+    seconds. Then exactly one call goes through as a probe; its success closes the breaker, its failure
+    opens it for another cooldown. Calls arriving while the probe is in flight fail fast too.
+    """
+
+    def __init__(self, threshold: int, cooldown: float) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._failures = 0
+        self._open_until = 0.0
+        self._probing = False
+        self._lock = threading.Lock()
+
+    def admit(self) -> str | None:
+        """``None`` when the call may go ahead, else why it must fail fast."""
+        with self._lock:
+            if self._failures < self.threshold:
+                return None
+            now = time.monotonic()
+            if now < self._open_until:
+                wait = self._open_until - now
+                return f"circuit breaker open after {self._failures} consecutive failures; next try in {wait:.1f}s"
+            if self._probing:
+                return "circuit breaker open; a probe call to OPA is in flight"
+            self._probing = True
+            return None
+
+    def record(self, ok: bool) -> None:
+        with self._lock:
+            self._probing = False
+            if ok:
+                self._failures = 0
+                return
+            self._failures += 1
+            if self._failures >= self.threshold:
+                self._open_until = time.monotonic() + self.cooldown
+
+
 class DecisionClient:
     """POSTs inputs to ``{url}/v1/data/{decision_path}``; safe to share across threads and forks."""
 
@@ -75,6 +116,7 @@ class DecisionClient:
         self._lock = threading.Lock()
         self._pid = -1
         self._upstream: _UpstreamClient | None = None
+        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
 
     # -- the connection pool, rebuilt in a forked child ------------------------------------------------
 
@@ -139,6 +181,18 @@ class DecisionClient:
         return self.post(body, params=params, pod=pod)
 
     def post(self, body: bytes, *, params: str = "", pod: PodRef | None = None) -> OpaResponse:
+        refused = self.breaker.admit()
+        if refused is not None:
+            raise self._unavailable(refused, None, pod)
+        ok = False
+        try:
+            response = self._post(body, params, pod)
+            ok = True
+        finally:
+            self.breaker.record(ok)
+        return response
+
+    def _post(self, body: bytes, params: str, pod: PodRef | None) -> OpaResponse:
         s = self.settings
         url = self.decision_url + (f"?{params}" if params else "")
         started = time.monotonic()

@@ -1,15 +1,15 @@
 """The ``airflow.policy`` entry point: Airflow's plugin manager registers this module at start-up.
 
-pluggy (an Airflow dependency) marks ``pod_mutation_hook`` as an implementation of Airflow's hook spec.
-Without pluggy there is no Airflow to call us, and the module stays importable.
+Every Airflow process imports it (API server, dag processor, triggerer, CLI), so it imports nothing
+heavy: the kubernetes client and the HTTP stack load at the first pod. pluggy (an Airflow dependency)
+marks ``pod_mutation_hook`` as an implementation of Airflow's hook spec; without pluggy there is no
+Airflow to call us, and the module stays importable.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-
-from .hook import default_hook
 
 hookimpl: Callable[[Callable[..., Any]], Callable[..., Any]]
 try:
@@ -25,4 +25,6 @@ except ImportError:  # pragma: no cover - Airflow (and so pluggy) is not install
 @hookimpl
 def pod_mutation_hook(pod: Any) -> None:
     """Evaluate ``pod`` against OPA and mutate it in place, or raise (see the README's contract)."""
+    from .hook import default_hook
+
     default_hook()(pod)

@@ -1,0 +1,45 @@
+# regal ignore:directory-package-mismatch
+package airflow.pod.lib.match
+
+# applies(matcher, pod, airflow): every condition of matcher holds for the pod.
+# Conditions (all optional; an empty matcher matches every pod; an unknown
+# key never matches, so a typo cannot widen a match):
+#   namespace:   glob on metadata.namespace
+#   dag_id:      glob on input.airflow.dag_id (absent id: no match)
+#   task_id:     glob on input.airflow.task_id
+#   launcher:    glob on input.airflow.launcher
+#   labels:      {key: glob} - each label present with a matching value
+#   annotations: {key: glob} - likewise for annotations
+# Globs are OPA glob.match patterns without delimiters: "*" matches any run of
+# characters (dots and slashes included), "?" one, "{a,b}" alternatives.
+applies(matcher, pod, airflow) if {
+	is_object(matcher)
+	every key, want in matcher {
+		_condition(key, want, pod, airflow)
+	}
+}
+
+glob_match(pattern, value) if {
+	is_string(pattern)
+	is_string(value)
+	glob.match(pattern, null, value)
+}
+
+_condition("namespace", want, pod, _) if glob_match(want, object.get(pod, ["metadata", "namespace"], ""))
+
+_condition("dag_id", want, _, airflow) if glob_match(want, airflow.dag_id)
+
+_condition("task_id", want, _, airflow) if glob_match(want, airflow.task_id)
+
+_condition("launcher", want, _, airflow) if glob_match(want, airflow.launcher)
+
+_condition("labels", want, pod, _) if _all_match(want, object.get(pod, ["metadata", "labels"], {}))
+
+_condition("annotations", want, pod, _) if _all_match(want, object.get(pod, ["metadata", "annotations"], {}))
+
+_all_match(want, values) if {
+	is_object(want)
+	every key, pattern in want {
+		glob_match(pattern, values[key])
+	}
+}
