@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
+
 from airflow_opa_mutation import MutationHook, Settings
 from airflow_opa_mutation.local_opa import LocalOpa
-from kubernetes import client as k8s
 
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"

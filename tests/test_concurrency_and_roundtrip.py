@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from airflow_opa_mutation import pod_codec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes import client as k8s
+
+from airflow_opa_mutation import pod_codec
 
 from .conftest import decision_policy, worker_pod
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from airflow_opa_mutation import ConfigError, Settings, load_settings
 from airflow_opa_mutation.config import AIRFLOW_LABELS, KEYS, read_raw
 

@@ -6,8 +6,10 @@ import copy
 import json
 import logging
 
-import airflow_opa_mutation as aom
 import pytest
+from kubernetes import client as k8s
+
+import airflow_opa_mutation as aom
 from airflow_opa_mutation import (
     AUDIT_ANNOTATION,
     ConfigError,
@@ -18,7 +20,6 @@ from airflow_opa_mutation import (
     PodDenied,
 )
 from airflow_opa_mutation.pod_codec import PYDANTIC_MODELS
-from kubernetes import client as k8s
 
 from .conftest import decision_policy, worker_pod
 
