@@ -158,11 +158,26 @@ def apply_patch(
     if not isinstance(result, dict):
         raise reject(f"the patched pod is not a JSON object but {type(result).__name__}")
     try:
-        new_pod = pod_codec.decode(result)
+        new_pod = pod_codec.decode(result, changed=_changed_roots(ops))
     except pod_codec.DecodeError as exc:
         culprit = _last_op_at(ops, exc.pointer)
         raise reject(f"the patched pod is not a valid V1Pod: {exc}", culprit) from None
     return result, new_pod
+
+
+def _changed_roots(ops: Sequence[PatchOp]) -> list[str]:
+    """The subtrees a patch wrote in: each op's path cut to two levels (``/spec/containers``), since an
+    array op shifts its siblings; the whole document for a root-level op."""
+    roots: set[str] = set()
+    for op in ops:
+        for pointer in (op.path, op.op.get("from")):
+            if not isinstance(pointer, str):
+                continue
+            parts = pointer.split("/")
+            if len(parts) < 3:
+                return [""]
+            roots.add("/".join(parts[:3]))
+    return sorted(roots)
 
 
 def _last_op_at(ops: Sequence[PatchOp], pointer: str) -> PatchOp | None:
