@@ -1,13 +1,26 @@
 """Which Airflow task a pod belongs to, read from the labels and annotations Airflow sets before the hook.
 
 The KubernetesExecutor writes the ids twice: as labels (sanitized to fit Kubernetes label rules) and as
-annotations (verbatim). The KubernetesPodOperator writes labels only. Annotations win where both exist,
-because policies match ``dag_id``/``task_id`` globs against the real ids, not their sanitized form.
+annotations (verbatim). Annotations win where both exist, because policies match ``dag_id``/``task_id``
+globs against the real ids, not their sanitized form.
+
+The KubernetesPodOperator writes labels only, each passed through the provider's
+``make_safe_label_value``: a run id such as ``manual__2026-11-25T12:00:00+00:00`` becomes
+``manual__2026-11-25T120000-0000-<hash>``, and a dag or task id longer than 63 characters or holding a
+character labels do not allow is cut and hashed the same way. The real ids are not in the pod. The
+operator calls the hook inside the running task, though, where the task runner has set Airflow's current
+task context (``airflow.sdk.get_current_context()``); when that context is the task the pod's labels
+name (its ids, sanitized the same way, equal the labels), ``dag_id``, ``task_id`` and ``run_id`` are
+taken from it. Nothing of Airflow is imported for this: the context is looked up only in modules the
+process has already loaded, and any failure leaves the label values in place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import re
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 LAUNCHER_EXECUTOR = "kubernetes_executor"
@@ -16,6 +29,14 @@ LAUNCHER_UNKNOWN = "unknown"
 
 _TEXT_IDS = ("dag_id", "task_id", "run_id")
 _INT_IDS = ("try_number", "map_index")
+
+#: Where Airflow 3's task SDK keeps ``get_current_context`` (imported by ``import airflow`` itself).
+_CONTEXT_MODULE = "airflow.sdk.definitions.context"
+#: The cncf.kubernetes provider's module holding ``make_safe_label_value`` (the operator imports it).
+_PROVIDER_POD_GENERATOR = "airflow.providers.cncf.kubernetes.pod_generator"
+
+_MAX_LABEL_LEN = 63
+_UNSAFE_LABEL_CHARS = re.compile(r"^[^a-z0-9A-Z]*|[^a-zA-Z0-9_\-\.]|[^a-z0-9A-Z]*$")
 
 
 def _as_int(value: str) -> int | None:
@@ -26,7 +47,11 @@ def _as_int(value: str) -> int | None:
 
 
 def airflow_context(labels: Mapping[str, Any], annotations: Mapping[str, Any]) -> dict[str, Any]:
-    """``input.airflow``: the ids Airflow set (each absent when unknown) and the launcher."""
+    """``input.airflow``: the ids Airflow set (each absent when unknown) and the launcher.
+
+    For a KubernetesPodOperator pod built inside its running task, the real (unsanitized) ``dag_id``,
+    ``task_id`` and ``run_id`` come from Airflow's current task context (see the module docstring).
+    """
     context: dict[str, Any] = {}
     for key in _TEXT_IDS:
         for source in (annotations, labels):
@@ -45,6 +70,11 @@ def airflow_context(labels: Mapping[str, Any], annotations: Mapping[str, Any]) -
         context["launcher"] = LAUNCHER_EXECUTOR
     elif str(labels.get("kubernetes_pod_operator", "")).lower() == "true":
         context["launcher"] = LAUNCHER_KPO
+        running = running_task_ids()
+        if running is not None and _labels_name(labels, running):
+            for key in _TEXT_IDS:
+                if key in running:
+                    context[key] = running[key]
     else:
         context["launcher"] = LAUNCHER_UNKNOWN
     return context
@@ -53,3 +83,103 @@ def airflow_context(labels: Mapping[str, Any], annotations: Mapping[str, Any]) -
 def describe(context: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """The ids worth naming in an error or log line, in a stable order."""
     return tuple((key, str(context[key])) for key in (*_TEXT_IDS, *_INT_IDS) if key in context)
+
+
+# -- the task running in this process ------------------------------------------------------------------
+
+
+def running_task_ids() -> dict[str, Any] | None:
+    """The ids of the Airflow task this process is executing right now, or ``None``.
+
+    Read from Airflow's current task context (``airflow.sdk.get_current_context()``, which the task
+    runner sets around ``execute()``), only when Airflow is already loaded in this process: it imports
+    nothing and never raises.
+    """
+    if "airflow" not in sys.modules:
+        return None
+    module = sys.modules.get(_CONTEXT_MODULE)
+    getter = getattr(module, "get_current_context", None)
+    if not callable(getter):
+        return None
+    try:
+        task_context = getter()
+    except Exception:  # no task is running here (RuntimeError), or an Airflow we do not know
+        return None
+    try:
+        return _ids_of(task_context)
+    except Exception:  # pragma: no cover - a context shaped unlike Airflow's must not fail a pod
+        return None
+
+
+def _ids_of(task_context: Any) -> dict[str, Any] | None:
+    if not isinstance(task_context, Mapping):
+        return None
+    ti = task_context.get("ti") or task_context.get("task_instance")
+    ids: dict[str, Any] = {}
+    run_id = task_context.get("run_id") or getattr(ti, "run_id", None)
+    for key, value in (
+        ("dag_id", getattr(ti, "dag_id", None)),
+        ("task_id", getattr(ti, "task_id", None)),
+        ("run_id", run_id),
+    ):
+        if isinstance(value, str) and value:
+            ids[key] = value
+    for key in _INT_IDS:
+        value = getattr(ti, key, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            ids[key] = value
+    if "dag_id" not in ids or "task_id" not in ids:
+        return None
+    return ids
+
+
+def _labels_name(labels: Mapping[str, Any], running: Mapping[str, Any]) -> bool:
+    """True when the pod's labels are those the operator derives from the running task's ids.
+
+    ``dag_id`` and ``task_id`` labels must be present and match; ``run_id``, ``try_number`` and
+    ``map_index`` must match where the pod carries them (the operator omits ``map_index`` below 0).
+    """
+    sanitize = _label_sanitizer()
+    for key in ("dag_id", "task_id"):
+        if labels.get(key) != sanitize(running[key]):
+            return False
+    if "run_id" in labels and ("run_id" not in running or labels["run_id"] != sanitize(running["run_id"])):
+        return False
+    for key in _INT_IDS:
+        if key not in labels:
+            continue
+        label = labels[key]
+        number = _as_int(label) if isinstance(label, str) else None
+        if number is None or number != running.get(key):
+            return False
+    return True
+
+
+def _label_sanitizer() -> Callable[[str], str]:
+    """The provider's ``make_safe_label_value`` when the provider is loaded, else :func:`safe_label_value`."""
+    provider = sys.modules.get(_PROVIDER_POD_GENERATOR)
+    function = getattr(provider, "make_safe_label_value", None)
+    if callable(function):
+
+        def provider_sanitize(value: str) -> str:
+            try:
+                return str(function(value))
+            except Exception:  # pragma: no cover - fall back to our copy of the same rule
+                return safe_label_value(value)
+
+        return provider_sanitize
+    return safe_label_value
+
+
+def safe_label_value(value: str) -> str:
+    """The label value the cncf.kubernetes provider writes for ``value`` (its ``make_safe_label_value``).
+
+    Characters a label value may not hold are dropped (and leading/trailing non-alphanumerics); if that
+    changed anything or the result is longer than 63 characters, it is cut to 53 and suffixed with ``-``
+    and the first 9 hex digits of the MD5 of the original.
+    """
+    safe = _UNSAFE_LABEL_CHARS.sub("", value)
+    if len(safe) > _MAX_LABEL_LEN or safe != value:
+        digest = hashlib.md5(value.encode(), usedforsecurity=False).hexdigest()[:9]
+        safe = safe[: _MAX_LABEL_LEN - len(digest) - 1] + "-" + digest
+    return safe
