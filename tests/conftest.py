@@ -11,11 +11,22 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+import airflow_opa_mutation as aom
 from airflow_opa_mutation import MutationHook, Settings
 from airflow_opa_mutation.local_opa import LocalOpa
 
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"
+
+# The venvs live in a per-user cache shared by every clone; the project's scripts put this clone's hook/
+# first on PYTHONPATH (subprocesses and Airflow's entry point loading inherit it). Refuse to test another
+# clone's package by accident.
+_PACKAGE = Path(aom.__file__).resolve().parent
+if _PACKAGE != REPO / "hook" / "airflow_opa_mutation":
+    raise pytest.UsageError(
+        f"airflow_opa_mutation is imported from {_PACKAGE}, not from this clone ({REPO}); "
+        f"run the tests through scripts/test, or put {REPO / 'hook'} first on PYTHONPATH"
+    )
 
 
 @pytest.fixture
