@@ -12,6 +12,11 @@ except ImportError:  # pragma: no cover - exercised only where orjson is not ins
 
 if orjson is not None:
     dumps = orjson.dumps
+
+    def canonical(value: Any) -> bytes:
+        """Bytes equal exactly when two JSON values are: keys sorted, ``true`` never ``1``."""
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
     loads = orjson.loads
     DecodeErrors: tuple[type[Exception], ...] = (orjson.JSONDecodeError,)
 else:  # pragma: no cover
@@ -20,6 +25,10 @@ else:  # pragma: no cover
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
     loads = json.loads
+
+    def canonical(value: Any) -> bytes:
+        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
     DecodeErrors = (json.JSONDecodeError, UnicodeDecodeError)
 
 

@@ -124,17 +124,22 @@ class MutationHook:
             if decision.deny:
                 raise PodDenied(decision.deny, pod=ref, decision_path=s.decision_path)
             if decision.patch:
-                after, new_pod = apply_patch(
+
+                def annotate(result: dict[str, Any], changed: list[str]) -> list[str]:
+                    if not s.audit_annotation or not _differs(doc, result, changed):
+                        return []
+                    _annotate(result, decision, outcome.request_uid)
+                    return ["/metadata/annotations"]
+
+                outcome.after, outcome.new_pod = apply_patch(
                     _json.copy(doc),  # the patch runs on a copy: ``doc`` stays what Airflow gave us
                     decision.patch,
                     protected_labels=s.all_protected_labels,
                     max_ops=s.max_patch_ops,
                     pod=ref,
                     decision_path=s.decision_path,
+                    finish=annotate,
                 )
-                if after != doc and s.audit_annotation:
-                    after, new_pod = self._annotate(after, decision, outcome.request_uid, ref)
-                outcome.after, outcome.new_pod = after, new_pod
             else:
                 outcome.after = doc
         except OpaMutationError as exc:
@@ -142,24 +147,6 @@ class MutationHook:
         finally:
             outcome.duration = time.perf_counter() - started
         return outcome
-
-    def _annotate(self, doc: dict[str, Any], decision: Decision, uid: str, ref: PodRef) -> tuple[dict[str, Any], Any]:
-        """Record on a changed pod which decision changed it and which policies did, for audits."""
-        record = {"request_uid": uid, "policies": list(decision.policies)}
-        if decision.decision_id:
-            record["decision_id"] = decision.decision_id
-        revision = _revision(decision)
-        if revision:
-            record["revision"] = revision
-        metadata = doc.setdefault("metadata", {})
-        annotations = metadata.get("annotations")
-        if not isinstance(annotations, dict):
-            annotations = metadata["annotations"] = {}
-        annotations[AUDIT_ANNOTATION] = json.dumps(record, separators=(",", ":"), sort_keys=True)
-        try:
-            return doc, pod_codec.decode(doc)
-        except pod_codec.DecodeError as exc:  # pragma: no cover - an annotation is always a valid string
-            raise PatchRejected(f"cannot add the audit annotation: {exc}", pod=ref) from None
 
     # -- acting on an outcome ---------------------------------------------------------------------------
 
@@ -265,6 +252,34 @@ class MutationHook:
     def _timing(self, seconds: float) -> None:
         if self._metrics is not None:
             self._metrics("timing", "opa_mutation.duration", seconds * 1000)
+
+
+def _differs(before: dict[str, Any], after: dict[str, Any], roots: list[str]) -> bool:
+    """Whether the patch changed anything: only the subtrees it wrote in can differ."""
+    if "" in roots:
+        return _json.canonical(before) != _json.canonical(after)
+    return any(
+        _fingerprint(pod_codec.resolve(before, root)) != _fingerprint(pod_codec.resolve(after, root)) for root in roots
+    )
+
+
+def _fingerprint(value: Any) -> bytes:
+    return b"absent" if value is pod_codec.MISSING else _json.canonical(value)
+
+
+def _annotate(doc: dict[str, Any], decision: Decision, uid: str) -> None:
+    """Record on a changed pod which decision changed it and which policies did, for audits."""
+    record: dict[str, Any] = {"request_uid": uid, "policies": list(decision.policies)}
+    if decision.decision_id:
+        record["decision_id"] = decision.decision_id
+    revision = _revision(decision)
+    if revision:
+        record["revision"] = revision
+    metadata = doc.setdefault("metadata", {})
+    annotations = metadata.get("annotations")
+    if not isinstance(annotations, dict):
+        annotations = metadata["annotations"] = {}
+    annotations[AUDIT_ANNOTATION] = json.dumps(record, separators=(",", ":"), sort_keys=True)
 
 
 def _revision(decision: Decision | None) -> str | None:

@@ -9,7 +9,7 @@ into the original object.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +106,20 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
+def _has_null(value: Any) -> bool:
+    """Whether a JSON value is or holds ``null`` (call only on values already bounded by ``_depth``)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is None:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def apply_patch(
     doc: dict[str, Any],
     ops: Sequence[PatchOp],
@@ -114,10 +128,13 @@ def apply_patch(
     max_ops: int,
     pod: PodRef | None = None,
     decision_path: str | None = None,
+    finish: Callable[[dict[str, Any], list[str]], list[str]] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Apply ``ops`` to ``doc`` (which this call may modify) and return the new document and ``V1Pod``.
 
-    Raises :class:`PatchRejected` naming the op, its path and its policy.
+    ``finish(result, changed_roots)`` may amend the patched document before it becomes a ``V1Pod`` (the
+    audit annotation) and returns the roots it wrote in. Raises :class:`PatchRejected` naming the op,
+    its path and its policy.
     """
 
     def reject(message: str, op: PatchOp | None = None) -> PatchRejected:
@@ -137,6 +154,10 @@ def apply_patch(
     for op in ops:
         if "value" in op.op and _depth(op.op["value"], _MAX_DEPTH) > _MAX_DEPTH:
             raise reject(f"value nested deeper than {_MAX_DEPTH} levels", op)
+        if "value" in op.op and op.op.get("op") != "test" and _has_null(op.op["value"]):
+            # The classic models keep a null map value ({"labels": {"x": null}}) where the pydantic ones
+            # refuse it; neither is a pod Kubernetes would store as sent. Refused alike on both.
+            raise reject("null is not a value Kubernetes keeps; remove the field instead", op)
         try:
             operation = jsonpatch.JsonPatch.operations[op.op["op"]](op.op)
             result = operation.apply(result)
@@ -157,15 +178,18 @@ def apply_patch(
                 raise reject(problem, op)
     if not isinstance(result, dict):
         raise reject(f"the patched pod is not a JSON object but {type(result).__name__}")
+    changed = changed_roots(ops)
+    if finish is not None:
+        changed = sorted(set(changed) | set(finish(result, changed)))
     try:
-        new_pod = pod_codec.decode(result, changed=_changed_roots(ops))
+        new_pod = pod_codec.decode(result, changed=changed)
     except pod_codec.DecodeError as exc:
         culprit = _last_op_at(ops, exc.pointer)
         raise reject(f"the patched pod is not a valid V1Pod: {exc}", culprit) from None
     return result, new_pod
 
 
-def _changed_roots(ops: Sequence[PatchOp]) -> list[str]:
+def changed_roots(ops: Sequence[PatchOp]) -> list[str]:
     """The subtrees a patch wrote in: each op's path cut to two levels (``/spec/containers``), since an
     array op shifts its siblings; the whole document for a root-level op."""
     roots: set[str] = set()
