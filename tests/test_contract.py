@@ -441,3 +441,25 @@ def test_circuit_breaker_fails_fast_then_probes(start_opa, make_hook, pod):
     time.sleep(1.05)
     hook(pod)  # the probe goes through and closes the breaker
     assert pod.metadata.labels["ok"] == "1"
+
+
+def test_provenance_is_requested_and_kept(start_opa, make_hook, pod):
+    hook = serve(start_opa, make_hook, "decision := {}")
+    outcome = hook.evaluate(pod)
+    assert outcome.decision.provenance["version"].startswith("1.")  # OPA's own version, from ?provenance=true
+    quiet = serve(start_opa, make_hook, "decision := {}", provenance=False)
+    assert quiet.evaluate(pod).decision.provenance == {}
+
+
+def test_require_bundles_refuses_an_opa_without_its_bundle(start_opa, make_hook, pod, tmp_path):
+    config = tmp_path / "opa.yaml"
+    config.write_text(
+        "services:\n  nowhere:\n    url: http://127.0.0.1:9\n"
+        "bundles:\n  policies:\n    service: nowhere\n    resource: bundle.tar.gz\n"
+    )
+    opa = start_opa(decision_policy("decision := {}"), args=["--config-file", str(config)])
+    before = pod.to_dict()
+    with pytest.raises(OpaUnavailable, match="has not activated its bundles yet"):
+        make_hook(opa, require_bundles=True)(pod)
+    assert pod.to_dict() == before
+    make_hook(opa)(pod)  # without the requirement the locally loaded policy answers

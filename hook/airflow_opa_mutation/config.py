@@ -58,6 +58,8 @@ class Settings:
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
     audit_annotation: bool = True
+    provenance: bool = True
+    require_bundles: bool = False
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -164,6 +166,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "breaker_threshold": _positive_int,
     "breaker_cooldown": _positive_float,
     "audit_annotation": _boolean,
+    "provenance": _boolean,
+    "require_bundles": _boolean,
 }
 
 KEYS: tuple[str, ...] = tuple(f.name for f in fields(Settings))

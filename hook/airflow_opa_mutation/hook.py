@@ -79,6 +79,8 @@ class MutationHook:
         self.client = DecisionClient(self.settings)
         self._metrics = metrics
         self._local = threading.local()
+        self._params = "provenance=true" if self.settings.provenance else ""
+        self._bundles_ready = False
 
     def close(self) -> None:
         self.client.close()
@@ -118,7 +120,12 @@ class MutationHook:
                 "airflow": context,
                 "request": {"uid": outcome.request_uid, "version": __version__, "mode": mode},
             }
-            response = self.client.query(payload, pod=ref)
+            self._check_bundles(ref)
+            try:
+                response = self.client.query(payload, params=self._params, pod=ref)
+            except OpaUnavailable:
+                self._bundles_ready = False  # OPA may come back without its bundle: check again
+                raise
             decision = parse_decision(response.body, pod=ref, decision_path=s.decision_path)
             outcome.decision = decision
             if decision.deny:
@@ -147,6 +154,23 @@ class MutationHook:
         finally:
             outcome.duration = time.perf_counter() - started
         return outcome
+
+    def _check_bundles(self, ref: PodRef) -> None:
+        """With ``require_bundles``, refuse to use an OPA that has not activated its bundles yet.
+
+        An OPA starting up, or refusing a badly signed bundle, serves an empty policy set; its answers
+        would be undefined decisions at best. Checked on the first call and after every failure.
+        """
+        if not self.settings.require_bundles or self._bundles_ready:
+            return
+        if not self.client.healthy({"bundles": True}):
+            raise OpaUnavailable(
+                "OPA is not ready: it has not activated its bundles yet (/health?bundles=true did not answer "
+                f"200; see OPA's log for the bundle's download or signature errors) ({self.client.health_url})",
+                pod=ref,
+                decision_path=self.settings.decision_path,
+            )
+        self._bundles_ready = True
 
     # -- acting on an outcome ---------------------------------------------------------------------------
 
