@@ -139,7 +139,7 @@ class MutationHook:
                     return ["/metadata/annotations"]
 
                 outcome.after, outcome.new_pod = apply_patch(
-                    _json.copy(doc),  # the patch runs on a copy: ``doc`` stays what Airflow gave us
+                    doc,  # patched on a copy: ``doc`` stays what Airflow gave us
                     decision.patch,
                     protected_labels=s.all_protected_labels,
                     max_ops=s.max_patch_ops,

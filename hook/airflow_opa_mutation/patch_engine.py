@@ -16,7 +16,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
-from . import pod_codec
+from . import _json, pod_codec
 from .decision import PatchOp
 from .errors import PatchRejected, PodRef
 
@@ -73,51 +73,26 @@ def _has_base(doc: dict[str, Any]) -> bool:
     return any(isinstance(c, dict) and c.get("name") == BASE_CONTAINER for c in containers)
 
 
-_PROTECTED_PREFIXES = ("/metadata/name", "/metadata/namespace", "/metadata/labels", "/spec/containers")
-
-
-def _touches_protected(pointer: Any) -> bool:
-    """Whether an op at ``pointer`` can reach a protected value (as its ancestor or descendant)."""
-    if not isinstance(pointer, str):
-        return True
-    for prefix in _PROTECTED_PREFIXES:
-        if prefix.startswith(pointer + "/") or pointer == "" or _within(pointer, prefix):
-            return True
-    return False
-
-
 def _within(pointer: str, prefix: str) -> bool:
     return pointer == prefix or pointer.startswith(prefix + "/")
 
 
-def _depth(value: Any, limit: int) -> int:
-    """Nesting depth of a JSON value, giving up (returning ``limit + 1``) once it exceeds ``limit``."""
+def _value_problem(value: Any) -> str | None:
+    """Why an op's value cannot go into a pod: nested too deep, or holding ``null``; one walk for both."""
     stack: list[tuple[Any, int]] = [(value, 1)]
-    deepest = 0
     while stack:
         item, depth = stack.pop()
-        if depth > limit:
-            return depth
-        deepest = max(deepest, depth)
+        if depth > _MAX_DEPTH:
+            return f"value nested deeper than {_MAX_DEPTH} levels"
+        if item is None:
+            # The classic models keep a null map value ({"labels": {"x": null}}) where the pydantic ones
+            # refuse it; neither is a pod Kubernetes would store as sent. Refused alike on both.
+            return "null is not a value Kubernetes keeps; remove the field instead"
         if isinstance(item, dict):
             stack.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
-    return deepest
-
-
-def _has_null(value: Any) -> bool:
-    """Whether a JSON value is or holds ``null`` (call only on values already bounded by ``_depth``)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if item is None:
-            return True
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+    return None
 
 
 def apply_patch(
@@ -130,7 +105,7 @@ def apply_patch(
     decision_path: str | None = None,
     finish: Callable[[dict[str, Any], list[str]], list[str]] | None = None,
 ) -> tuple[dict[str, Any], Any]:
-    """Apply ``ops`` to ``doc`` (which this call may modify) and return the new document and ``V1Pod``.
+    """Apply ``ops`` to a copy of ``doc`` and return the new document and ``V1Pod``; ``doc`` is not touched.
 
     ``finish(result, changed_roots)`` may amend the patched document before it becomes a ``V1Pod`` (the
     audit annotation) and returns the roots it wrote in. Raises :class:`PatchRejected` naming the op,
@@ -149,31 +124,14 @@ def apply_patch(
 
     if len(ops) > max_ops:
         raise reject(f"{len(ops)} ops exceed max_patch_ops = {max_ops}")
+    result = _run(_json.copy(doc), ops, reject)
     guard = Protected.of(doc, protected_labels)
-    result: Any = doc
-    for op in ops:
-        if "value" in op.op and _depth(op.op["value"], _MAX_DEPTH) > _MAX_DEPTH:
-            raise reject(f"value nested deeper than {_MAX_DEPTH} levels", op)
-        if "value" in op.op and op.op.get("op") != "test" and _has_null(op.op["value"]):
-            # The classic models keep a null map value ({"labels": {"x": null}}) where the pydantic ones
-            # refuse it; neither is a pod Kubernetes would store as sent. Refused alike on both.
-            raise reject("null is not a value Kubernetes keeps; remove the field instead", op)
-        try:
-            operation = jsonpatch.JsonPatch.operations[op.op["op"]](op.op)
-            result = operation.apply(result)
-        except KeyError as exc:
-            if exc.args == ("op",) or op.op.get("op") not in jsonpatch.JsonPatch.operations:
-                raise reject(f"unknown or missing 'op': {op.op.get('op')!r}", op) from None
-            raise reject(f"op is missing member {exc}", op) from None
-        except jsonpatch.JsonPatchTestFailed as exc:
-            raise reject(f"test op failed: {exc}", op) from None
-        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
-            raise reject(f"op does not apply: {exc}", op) from None
-        except (TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise reject(f"op does not apply: {type(exc).__name__}: {exc}", op) from None
-        source = op.op.get("from")
-        if _touches_protected(op.path) or (source is not None and _touches_protected(source)):
-            problem = guard.violation(result)
+    if guard.violation(result) is not None:
+        # Rare: replay on a fresh copy to name the op that broke it (the result decides, not the path).
+        replay: Any = _json.copy(doc)
+        for op in ops:
+            replay = _run(replay, [op], reject)
+            problem = guard.violation(replay)
             if problem is not None:
                 raise reject(problem, op)
     if not isinstance(result, dict):
@@ -187,6 +145,30 @@ def apply_patch(
         culprit = _last_op_at(ops, exc.pointer)
         raise reject(f"the patched pod is not a valid V1Pod: {exc}", culprit) from None
     return result, new_pod
+
+
+def _run(doc: Any, ops: Sequence[PatchOp], reject: Callable[[str, PatchOp], PatchRejected]) -> Any:
+    """Apply ops one by one, in place where RFC 6902 allows; a failure names its op."""
+    result = doc
+    for op in ops:
+        if "value" in op.op and op.op.get("op") != "test":
+            problem = _value_problem(op.op["value"])
+            if problem is not None:
+                raise reject(problem, op)
+        try:
+            operation = jsonpatch.JsonPatch.operations[op.op["op"]](op.op)
+            result = operation.apply(result)
+        except KeyError as exc:
+            if exc.args == ("op",) or op.op.get("op") not in jsonpatch.JsonPatch.operations:
+                raise reject(f"unknown or missing 'op': {op.op.get('op')!r}", op) from None
+            raise reject(f"op is missing member {exc}", op) from None
+        except jsonpatch.JsonPatchTestFailed as exc:
+            raise reject(f"test op failed: {exc}", op) from None
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            raise reject(f"op does not apply: {exc}", op) from None
+        except (TypeError, ValueError, IndexError, AttributeError, RecursionError) as exc:
+            raise reject(f"op does not apply: {type(exc).__name__}: {exc}", op) from None
+    return result
 
 
 def changed_roots(ops: Sequence[PatchOp]) -> list[str]:
