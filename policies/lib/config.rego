@@ -1,45 +1,62 @@
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
 # regal ignore:directory-package-mismatch
 package airflow.pod.lib.config
 
 # Configuration as data.
 #
-#   effective = deep-merge(shipped, user)
+#   settings = deep-merge(shipped, user.policies)
 #
-# shipped: every policy's Rego `defaults` ({"enabled", "params", "exempt"})
-#          under "policies", and an empty global "exempt".
+# shipped: every policy's Rego `defaults` ({"enabled", "params"}, optionally
+#          "exempt"), by policy name.
 # user:    data.airflow.pod.config - the organisation's deltas (a data file or
-#          bundle). Objects merge key by key at every depth (object.union);
-#          any other value, arrays included, replaces the default. A null
-#          replaces too: use it to drop a named exemption or a default key.
+#          bundle): {"exempt": {<name>: <matcher>}, "policies": {<policy>: {...}}}.
+#          Objects merge key by key at every depth (object.union); any other
+#          value, arrays included, replaces the default. A null replaces too:
+#          use it to drop a named exemption or a default key.
 
 default user := {}
 
-# regal ignore:unresolved-reference
-user := data.airflow.pod.config if is_object(data.airflow.pod.config)
-
-_skeleton := {"enabled": false, "params": {}, "exempt": {}}
-
-shipped := {
-	"exempt": {},
-	"policies": {name: object.union(_skeleton, defaults) |
-		some name
-
-		# regal ignore:unresolved-reference
-		defaults := data.airflow.pod.policies[name].defaults
-		is_object(defaults)
-	},
+user := c if {
+	# regal ignore:unresolved-reference
+	c := data.airflow.pod.config
+	is_object(c)
 }
 
-effective := object.union(shipped, user)
+# shipped[name]: a policy's Rego `defaults` ({"enabled", "params"} and
+# optionally "exempt"). A comprehension rather than a partial object rule:
+# it is evaluated on every query, and this form is about half the cost.
+# regal ignore:prefer-set-or-object-rule
+shipped := {name: defaults |
+	some name
+
+	# regal ignore:unresolved-reference
+	defaults := data.airflow.pod.policies[name].defaults
+	is_object(defaults)
+}
+
+# settings[name]: a policy's merged configuration - the user's delta
+# deep-merged over its defaults (one object.union for all policies). Names no
+# policy defines are kept out (see unknown_policies).
+settings := object.union(shipped, {name: delta |
+	some name, delta in object.get(user, "policies", {})
+	shipped[name]
+})
 
 # params(name): a policy's merged parameters.
-params(name) := effective.policies[name].params
+params(name) := settings[name].params
 
 # enabled(name): the merged `enabled` flag is exactly true.
-enabled(name) if effective.policies[name].enabled == true
+enabled(name) if settings[name].enabled == true
+
+# The user's global exemptions (none are shipped).
+exempt := object.get(user, "exempt", {})
+
+# The whole merged configuration, for people and tests
+# (GET /v1/data/airflow/pod/lib/config/effective); the decision reads settings.
+effective := {"exempt": exempt, "policies": settings}
 
 # Policy names the user configures that no policy package defines.
 unknown_policies contains name if {
 	some name, _ in object.get(user, "policies", {})
-	not shipped.policies[name]
+	not shipped[name]
 }

@@ -8,6 +8,8 @@
 # entrypoint: true
 package airflow.pod.decision # regal ignore:directory-package-mismatch
 
+# (The folder is lib/, not airflow/pod/decision/: see policies/README.md, "Checks".)
+
 import data.airflow.pod.lib.framework
 
 # RFC 6902 operations, each tagged with "policy", in decision order.

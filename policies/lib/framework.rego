@@ -1,3 +1,4 @@
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
 # regal ignore:directory-package-mismatch
 package airflow.pod.lib.framework
 
@@ -15,6 +16,12 @@ package airflow.pod.lib.framework
 #
 # A policy is active when its merged `enabled` is true and neither a global
 # nor one of its own exemptions matches the pod as Airflow sent it.
+#
+# Cost: every step is linear (or n log n) in the number of operations -
+# duplicates and shared paths are found by sorting, never by comparing all
+# pairs - and the common case (valid, unprotected, unique operations) takes a
+# handful of expressions per operation; the rare cases are looked at only
+# when a cheap test says they exist.
 
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.k8s
@@ -23,7 +30,7 @@ import data.airflow.pod.lib.match
 # The policy name under which the framework reports its own findings.
 reporter := "framework"
 
-policy_names := sort(object.keys(config.shipped.policies))
+policy_names := sort(object.keys(config.settings))
 
 # --- exemptions -------------------------------------------------------------
 
@@ -35,24 +42,32 @@ _exempts(matcher) if {
 
 # Names of the global exemptions matching this pod.
 global_exemptions contains name if {
-	some name, matcher in config.effective.exempt
+	some name, matcher in config.exempt
 	_exempts(matcher)
 }
 
+# Every policy's own exemptions, as [policy, exemption name, matcher].
+_policy_matchers := [[policy, name, matcher] |
+	some policy, setting in config.settings
+	some name, matcher in setting.exempt
+]
+
 # policy_exemptions[policy]: names of that policy's exemptions matching this pod.
 policy_exemptions[policy] contains name if {
-	some policy in policy_names
-	some name, matcher in object.get(config.effective.policies[policy], "exempt", {})
+	some [policy, name, matcher] in _policy_matchers
 	_exempts(matcher)
 }
 
 # Active policies, sorted by name.
 active := [name |
+	k8s.pod != {}
 	count(global_exemptions) == 0
 	some name in policy_names
-	config.enabled(name)
-	not policy_exemptions[name]
+	config.settings[name].enabled == true
+	not name in _exempted
 ]
+
+_exempted := object.keys(policy_exemptions)
 
 # --- phase 1: patches -------------------------------------------------------
 
@@ -60,28 +75,8 @@ _ordered(x) := x if is_array(x)
 
 _ordered(x) := sort(x) if is_set(x)
 
-_ops := {"add", "remove", "replace", "move", "copy", "test"}
-
-_valid(op) if {
-	is_object(op)
-	op.op in _ops
-	is_string(op.path)
-	_has_operand(op)
-}
-
-_has_operand(op) if op.op == "remove"
-
-_has_operand(op) if {
-	op.op in {"add", "replace", "test"}
-	"value" in object.keys(op)
-}
-
-_has_operand(op) if {
-	op.op in {"move", "copy"}
-	is_string(op.from)
-}
-
-# Every operation the active policies propose, tagged, in decision order.
+# Every operation the active policies propose, as [policy, operation], in
+# decision order.
 proposed := [[name, op] |
 	some name in active
 
@@ -89,201 +84,257 @@ proposed := [[name, op] |
 	some op in _ordered(data.airflow.pod.policies[name].patch)
 ]
 
+# The operations as proposed, untagged, and the pod they make. In the common
+# case (every operation valid, none protected, no copies) this is the
+# patched pod already, and per-operation validity is never checked.
+_raw := [op | some [_, op] in proposed]
+
+_raw_result := json.patch(k8s.pod, _raw)
+
+default _raw_applies := false
+
+_raw_applies if _raw_result
+
+# The member each operation needs besides "op" and "path".
+_operand := {"add": "value", "replace": "value", "test": "value", "remove": "path", "move": "from", "copy": "from"}
+
+# Indices of malformed operations (looked for only when the patch failed).
+_malformed contains i if {
+	not _raw_applies
+	some i, op in _raw
+	not _well_formed(op)
+}
+
+_well_formed(op) if {
+	is_string(op.path)
+	object.get(op, _operand[op.op], null) != null
+}
+
 _invalid contains msg if {
-	some [name, op] in proposed
-	not _valid(op)
+	some i in _malformed
+	[name, op] := proposed[i]
 	msg := sprintf("policy %q produced an invalid patch operation %s; operation dropped", [name, json.marshal(op)])
 }
 
-# Protected fields: exact pointers no operation may write, and the existing
-# values no operation may overwrite through an ancestor.
+# Protected fields. _forbidden: pointers no operation may write - Airflow's
+# name, namespace and labels, the base container's name, and their ancestors
+# (writing an ancestor would overwrite them; Airflow's pods always have
+# them). The base container itself may not be removed or replaced (inserting
+# before it is fine). The label keys are k8s.protected_labels.
 _base_paths contains sprintf("/spec/containers/%d", [i]) if {
 	some i, c in object.get(k8s.pod, ["spec", "containers"], [])
 	c.name == k8s.base_container
 }
 
-_protected_exact := ({"/metadata/name", "/metadata/namespace"} | {concat("/", ["/metadata/labels", _esc(key)]) |
-	some key in k8s.protected_labels
-}) | {concat("", [p, "/name"]) | some p in _base_paths}
+_forbidden := {
+	"",
+	"/metadata",
+	"/metadata/name",
+	"/metadata/namespace",
+	"/metadata/labels",
+	"/metadata/labels/dag_id",
+	"/metadata/labels/task_id",
+	"/metadata/labels/run_id",
+	"/metadata/labels/try_number",
+	"/metadata/labels/map_index",
+	"/metadata/labels/kubernetes_executor",
+	"/metadata/labels/kubernetes_pod_operator",
+	"/metadata/labels/airflow-worker",
+	"/metadata/labels/airflow_version",
+	"/metadata/labels/airflow_kpo_in_cluster",
+	"/spec",
+	"/spec/containers",
+} | {concat("", [p, "/name"]) | some p in _base_paths}
 
-_esc(s) := replace(replace(s, "~", "~0"), "/", "~1")
+_sensitive := _forbidden | _base_paths
 
-_protected_existing := {p |
-	some p in _protected_exact
-	json.patch(k8s.pod, [{"op": "test", "path": p, "value": _value_at(p)}])
-} | _base_paths
-
-_value_at(p) := object.get(k8s.pod, [_unesc(s) | some s in array.slice(split(p, "/"), 1, 100)], null)
-
-_unesc(s) := replace(replace(s, "~1", "/"), "~0", "~")
-
-# [pointer, mode] for every location an operation changes.
-_writes(op) := {[op.path, op.op]} if op.op in {"add", "replace", "remove", "copy"}
-
-_writes(op) := {[op.path, "add"], [op.from, "remove"]} if op.op == "move"
-
-_writes(op) := set() if op.op == "test"
-
-_touches_protected(op) if {
-	some [p, _] in _writes(op)
-	p in _protected_exact
+# Operations whose path or source is sensitive at all (rare): only these are
+# looked at closely.
+_suspects contains i if {
+	some i, [_, op] in proposed
+	op.path in _sensitive
 }
 
-_touches_protected(op) if {
-	some [p, mode] in _writes(op)
-	mode in {"remove", "replace"}
-	p in _base_paths
+_suspects contains i if {
+	some i, [_, op] in proposed
+	op.from in _sensitive
 }
 
-_touches_protected(op) if {
-	some [p, _] in _writes(op)
-	some q in _protected_existing
-	startswith(q, concat("", [p, "/"]))
+# Indices of operations touching a protected field.
+_protected contains i if {
+	some i in _suspects
+	op := proposed[i][1]
+	op.op != "test"
+	op.path in _forbidden
+}
+
+_protected contains i if {
+	some i in _suspects
+	op := proposed[i][1]
+	op.op in {"remove", "replace"}
+	op.path in _base_paths
+}
+
+_protected contains i if {
+	some i in _suspects
+	op := proposed[i][1]
+	op.op == "move"
+	op.from in _sensitive
 }
 
 _protected_msgs contains msg if {
-	some [name, op] in proposed
-	_valid(op)
-	_touches_protected(op)
+	some i in _protected
+	not i in _malformed
+	[name, op] := proposed[i]
 	msg := sprintf("policy %q must not change %s (a field the hook protects); operation dropped", [name, op.path])
 }
 
-_kept := [[name, op] |
-	some [name, op] in proposed
-	_valid(op)
-	not _touches_protected(op)
-]
+# Identical operations (ignoring the policy tag) are applied once, first wins:
+# sorting [operation, index] puts copies next to each other, first one first.
+_sorted := sort([[op, i] | some i, op in _raw])
 
-# Identical operations (ignoring the policy tag) are applied once, first wins.
-_first[op] := min({i | some i; _kept[i][1] == op}) if {
-	some [_, op] in _kept
+# Indices of dropped operations: malformed, protected, or copies.
+_dropped := (_malformed | _protected) | {i |
+	some k, [op, i] in _sorted
+	k > 0
+	_sorted[k - 1][0] == op
 }
 
 # The decision's patch: operations tagged with their policy.
 patch := [object.union(op, {"policy": name}) |
-	some i, [name, op] in _kept
-	_first[op] == i
+	some i, [name, op] in proposed
+	not i in _dropped
 ]
 
 # --- conflicts --------------------------------------------------------------
 
-_effect(op) := {"value": op.value} if op.op in {"add", "replace"}
-
-_effect(op) := {"remove": true} if op.op == "remove"
-
-_effect(op) := {"from": op.from} if op.op in {"move", "copy"}
-
-_describe(effect) := sprintf("writes %s", [json.marshal(effect.value)]) if "value" in object.keys(effect)
-
-_describe(effect) := "removes it" if effect.remove
-
-_describe(effect) := sprintf("copies %s", [effect.from]) if effect.from
-
-# Writes that replace what is at a path (appends to "/-" never collide).
-_writes_by_policy := [[op.policy, op.path, _effect(op)] |
+# Writes that replace what is at a path, sorted by path (appends to "/-"
+# never collide), as [path, policy, what is left there]: add and replace of
+# one value agree.
+_writes := sort([[op.path, op.policy, [object.get(op, "value", null), object.get(op, "from", null), op.op]] |
 	some op in patch
 	op.op != "test"
 	not endswith(op.path, "/-")
-]
+])
 
-_writers[path] := writers if {
-	some [_, path, _] in _writes_by_policy
-	writers := {[name, effect] | some [name, p, effect] in _writes_by_policy; p == path}
+# Paths written more than once (after copies were dropped): rare, so the
+# comparison below runs on few entries; when every path of the patch is
+# distinct there is nothing to compare.
+_shared_paths contains path if {
+	count({op.path | some op in patch}) != count(patch)
+	some k, [path, _, _] in _writes
+	k > 0
+	_writes[k - 1][0] == path
 }
 
+_describe([value, null, kind]) := sprintf("writes %s", [json.marshal(value)]) if kind in {"add", "replace"}
+
+_describe([null, from, "move"]) := sprintf("moves %s", [from])
+
+_describe([null, from, "copy"]) := sprintf("copies %s", [from])
+
+_describe([null, null, "remove"]) := "removes it"
+
 _conflict_msgs contains msg if {
-	some path, writers in _writers
-	count(writers) > 1
+	some path in _shared_paths
+	writers := {[name, _describe(effect)] | some [p, name, effect] in _writes; p == path}
 	some [a, effect_a] in writers
 	some [b, effect_b] in writers
 	a < b
 	effect_a != effect_b
-	msg := sprintf("conflicting patches at %s: policy %q %s, policy %q %s", [
-		path,
-		a, _describe(effect_a),
-		b, _describe(effect_b),
-	])
+	msg := sprintf("conflicting patches at %s: policy %q %s, policy %q %s", [path, a, effect_a, b, effect_b])
 }
 
 # --- phase 2: validation on the patched pod ---------------------------------
 
+_applied := k8s.pod if {
+	count(_raw) == 0
+} else := _raw_result if {
+	count(_dropped) == 0
+} else := json.patch(k8s.pod, patch)
+
 default patch_applies := false
 
-patch_applies if json.patch(k8s.pod, patch)
-
-_apply_msgs contains "the combined patch does not apply to the pod; deny and warn rules judged the unpatched pod" if {
-	not patch_applies
-}
+patch_applies if _applied
 
 # The pod the validating rules judge.
-patched_pod := json.patch(k8s.pod, patch) if patch_applies
+patched_pod := _applied if patch_applies
 
 else := k8s.pod
 
-_as_text(m) := m if is_string(m)
-
-_as_text(m) := m.msg if {
-	is_object(m)
-	is_string(m.msg)
-}
-
-_as_text(m) := json.marshal(m) if {
-	not is_string(m)
-	not is_string(m.msg)
-}
-
-# The validating rules of each active policy, judged on the patched pod.
-# `with` is the point of the design here: it is how phase 2 sees the patched
-# pod; the dynamic data reference reaches each policy package by name.
-_policy_deny[name] := _ordered(msgs) if {
+# The validating rules of each active policy (the dynamic data reference
+# reaches each policy package by name).
+_denies[name] := _ordered(msgs) if {
 	some name in active
 
-	# regal ignore:with-outside-test-context,unresolved-reference
-	msgs := data.airflow.pod.policies[name].deny with input.pod as patched_pod
+	# regal ignore:unresolved-reference
+	msgs := data.airflow.pod.policies[name].deny
 }
 
-_policy_warn[name] := _ordered(msgs) if {
+_warns[name] := _ordered(msgs) if {
 	some name in active
 
-	# regal ignore:with-outside-test-context,unresolved-reference
-	msgs := data.airflow.pod.policies[name].warn with input.pod as patched_pod
+	# regal ignore:unresolved-reference
+	msgs := data.airflow.pod.policies[name].warn
 }
 
-_framework_deny := ((_invalid | _protected_msgs) | _conflict_msgs) | _apply_msgs
+# Phase 2 in one evaluation: input.pod is the patched pod. `with` is the
+# point of the design here. The active set and the settings computed for the
+# pod as Airflow sent it are carried in, so exemptions are judged once, on
+# the original pod, and nothing is computed twice.
+_judged := [d, w] if {
+	settings := config.settings
+
+	# regal ignore:with-outside-test-context
+	[d, w] := [_denies, _warns] with input.pod as patched_pod with active as active with config.settings as settings
+}
+
+# --- the framework's own findings -------------------------------------------
+
+_framework_deny contains msg if some msg in _invalid
+
+_framework_deny contains msg if some msg in _protected_msgs
+
+_framework_deny contains msg if some msg in _conflict_msgs
+
+_framework_deny contains msg if {
+	not patch_applies
+	msg := "the combined patch does not apply to the pod; deny and warn rules judged the unpatched pod"
+}
 
 _framework_warn contains sprintf("configuration names unknown policy %q", [name]) if {
 	some name in config.unknown_policies
 }
 
 _framework_warn contains sprintf("exemption %q has no conditions and is ignored", [name]) if {
-	some name, matcher in config.effective.exempt
-	_empty_matcher(matcher)
+	some name, matcher in config.exempt
+	matcher == {}
 }
 
 _framework_warn contains sprintf("exemption %q of policy %q has no conditions and is ignored", [name, policy]) if {
-	some policy in policy_names
-	some name, matcher in object.get(config.effective.policies[policy], "exempt", {})
-	_empty_matcher(matcher)
+	some [policy, name, matcher] in _policy_matchers
+	matcher == {}
 }
 
-_empty_matcher(matcher) if matcher == {}
+# --- the decision's lists -----------------------------------------------------
 
-_reporters := sort({reporter} | {name | some name in active})
+# Entries of the active policies, in policy order; the framework's findings
+# (usually none) are merged in at the place of their name.
+deny := _entries(_judged[0]) if {
+	count(_framework_deny) == 0
+} else := _entries(object.union(_judged[0], {reporter: sort(_framework_deny)}))
 
-deny := [{"msg": _as_text(m), "policy": name} |
-	some name in _reporters
-	some m in _deny_source(name)
+warn := _entries(_judged[1]) if {
+	count(_framework_warn) == 0
+} else := _entries(object.union(_judged[1], {reporter: sort(_framework_warn)}))
+
+_entries(by_policy) := [{"msg": _as_text(m), "policy": name} |
+	some name in sort(object.keys(by_policy))
+	some m in by_policy[name]
 ]
 
-warn := [{"msg": _as_text(m), "policy": name} |
-	some name in _reporters
-	some m in _warn_source(name)
-]
-
-_deny_source(name) := sort(_framework_deny) if name == reporter
-
-_deny_source(name) := _policy_deny[name] if name != reporter
-
-_warn_source(name) := sort(_framework_warn) if name == reporter
-
-_warn_source(name) := _policy_warn[name] if name != reporter
+_as_text(m) := m if {
+	is_string(m)
+} else := m.msg if {
+	is_string(m.msg)
+} else := json.marshal(m)

@@ -1,3 +1,4 @@
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
 # regal ignore:directory-package-mismatch
 package airflow.pod.lib.k8s
 
@@ -37,22 +38,27 @@ namespace := object.get(pod, ["metadata", "namespace"], "")
 #    "path": "/spec/containers/0", "label": "container \"base\"", "container": {...}}
 # `path` is the JSON pointer of the container, `label` names it in messages.
 containers := array.concat(
-	[_entry("containers", i, c) | some i, c in object.get(pod, ["spec", "containers"], [])],
-	[_entry("initContainers", i, c) | some i, c in object.get(pod, ["spec", "initContainers"], [])],
+	[{
+		"field": "containers",
+		"index": i,
+		"name": c.name,
+		"path": concat("", ["/spec/containers/", format_int(i, 10)]),
+		"label": concat("", [`container "`, c.name, `"`]),
+		"container": c,
+	} |
+		some i, c in object.get(pod, ["spec", "containers"], [])
+	],
+	[{
+		"field": "initContainers",
+		"index": i,
+		"name": c.name,
+		"path": concat("", ["/spec/initContainers/", format_int(i, 10)]),
+		"label": concat("", [`initContainer "`, c.name, `"`]),
+		"container": c,
+	} |
+		some i, c in object.get(pod, ["spec", "initContainers"], [])
+	],
 )
-
-_kind := {"containers": "container", "initContainers": "initContainer"}
-
-_entry(field, i, c) := {
-	"field": field,
-	"index": i,
-	"name": name,
-	"path": sprintf("/spec/%s/%d", [field, i]),
-	"label": sprintf("%s %q", [_kind[field], name]),
-	"container": c,
-} if {
-	name := object.get(c, "name", "")
-}
 
 # selected(include_init): all containers when include_init is true, else only
 # spec.containers (most mutating policies take an `init_containers` parameter).

@@ -1,3 +1,4 @@
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
 # regal ignore:directory-package-mismatch
 package airflow.pod.lib.match
 

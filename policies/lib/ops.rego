@@ -1,4 +1,4 @@
-# Folders are named policies/<name>/, not after the package path (see policies/README.md).
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
 # regal ignore:directory-package-mismatch
 package airflow.pod.lib.ops
 
@@ -8,25 +8,38 @@ package airflow.pod.lib.ops
 # framework drops identical duplicate operations (the second `add {}`), and only
 # real disagreements on one path become conflicts.
 
+# Note on cost: a call of a Rego function costs several times a builtin call,
+# so these helpers call builtins directly. "Present" means present and not
+# null (Kubernetes JSON as the hook sends it has no nulls).
+
 # escape(s): escape one JSON-pointer reference token (RFC 6901): "~" -> "~0", "/" -> "~1".
-escape(s) := replace(replace(s, "~", "~0"), "/", "~1")
+escape(s) := s if {
+	not contains(s, "/")
+	not contains(s, "~")
+} else := strings.replace_n({"~": "~0", "/": "~1"}, s)
 
 # pointer(segments): JSON pointer of an array of keys and indices, e.g.
 # ["metadata", "labels", "example.com/team"] -> "/metadata/labels/example.com~1team".
-pointer(segments) := concat("", [concat("", ["/", _token(s)]) | some s in segments])
+# Fast path: string keys without "~" or "/".
+pointer(segments) := concat("/", array.concat([""], segments)) if {
+	every s in segments {
+		is_string(s)
+	}
+	joined := concat("", segments)
+	not contains(joined, "/")
+	not contains(joined, "~")
+} else := concat("", [concat("", ["/", escape(format(s))]) | some s in segments])
 
-_token(s) := escape(s) if is_string(s)
+# format(s): a key as is, an index in decimal.
+format(s) := s if is_string(s)
 
-_token(s) := format_int(s, 10) if is_number(s)
+format(s) := format_int(s, 10) if is_number(s)
 
 # join(base, segments): pointer `base` extended by `segments`.
 join(base, segments) := concat("", [base, pointer(segments)])
 
-# A value no Kubernetes object holds, to tell "absent" from any present value.
-_missing := {"airflow.pod.lib.ops": "missing"}
-
-# has(doc, path): doc holds a value (any value, false and "" included) at path.
-has(doc, path) if object.get(doc, path, _missing) != _missing
+# has(doc, path): doc holds a non-null value (false and "" included) at path.
+has(doc, path) if object.get(doc, path, null) != null
 
 add(path, value) := {"op": "add", "path": path, "value": value}
 
@@ -34,11 +47,12 @@ replace_op(path, value) := {"op": "replace", "path": path, "value": value}
 
 # parents(doc, base, path): `add {}` for each missing strict ancestor of path,
 # outermost first. doc is the document found at pointer base.
-parents(doc, base, path) := [add(join(base, prefix), {}) |
-	some k in numbers.range(1, count(path))
+parents(doc, base, path) := [{"op": "add", "path": concat("", [base, pointer(prefix)]), "value": {}} |
+	some k in numbers.range(1, count(path) - 1)
+	k > 0
 	k < count(path)
 	prefix := array.slice(path, 0, k)
-	not has(doc, prefix)
+	object.get(doc, prefix, null) == null
 ]
 
 # add_if_absent(doc, base, path, value): set path to value unless it holds a
@@ -46,8 +60,14 @@ parents(doc, base, path) := [add(join(base, prefix), {}) |
 # found at pointer base ("" for the pod itself, "/spec/containers/0" for a
 # container). Returns an ordered array of operations (empty when present).
 add_if_absent(doc, base, path, value) := [] if {
-	has(doc, path)
-} else := array.concat(parents(doc, base, path), [add(join(base, path), value)])
+	object.get(doc, path, null) != null
+} else := [{"op": "add", "path": concat("", [base, pointer(path)]), "value": value}] if {
+	# the common case: the parent is there
+	object.get(doc, array.slice(path, 0, count(path) - 1), null) != null
+} else := array.concat(
+	parents(doc, base, path),
+	[{"op": "add", "path": concat("", [base, pointer(path)]), "value": value}],
+)
 
 # append_if_absent(doc, base, path, value): append value to the array at path
 # unless an equal element is there already; creates the array (and its missing
@@ -66,27 +86,44 @@ _array_at(doc, path) := value if {
 	is_array(value)
 } else := []
 
-# leaves(desired): [path, value] for every leaf of a nested object of desired
-# values (arrays and empty objects are leaves; null leaves are skipped, so a
-# configuration can unset a default by writing null).
-leaves(desired) := [[path, value] |
-	walk(desired, [path, value])
-	count(path) > 0
-	every s in path {
-		is_string(s)
-	}
-	_is_leaf(value)
-]
-
-_is_leaf(value) if not is_object(value)
-
-_is_leaf(value) if value == {}
-
-# add_missing(doc, base, prefix, desired): the operations that add every leaf
-# of desired under path prefix where absent (a set: parents sort before their
-# children because a pointer sorts before any longer pointer it prefixes).
-add_missing(doc, base, prefix, desired) := {op |
-	some leaf in leaves(desired)
-	leaf[1] != null
-	some op in add_if_absent(doc, base, array.concat(prefix, leaf[0]), leaf[1])
+# fill(doc, base, key, desired, skip): the operations that add desired's
+# fields to the object doc[key] where absent, two levels deep, as an ordered
+# array; the fields named in the set skip are left out:
+#   - doc[key] is created empty when absent (so that policies adding
+#     different fields to one securityContext, say, compose);
+#   - a field doc[key] lacks is added whole (its null members dropped);
+#   - a field both hold as objects gets the sub-fields it lacks.
+# Null values are skipped: a configuration unsets a default with null.
+# doc is the document at pointer base. Pointers are built only for what is
+# missing, so a complete document costs a few lookups.
+fill(doc, base, key, desired, skip) := array.concat(root, array.concat(fields, subs)) if {
+	current := object.get(doc, key, {})
+	prefix := concat("", [base, "/", escape(key), "/"])
+	fields := [{"op": "add", "path": concat("", [prefix, escape(field)]), "value": _without_nulls(value)} |
+		some field, value in desired
+		value != null
+		not field in skip
+		object.get(current, field, null) == null
+	]
+	subs := [{"op": "add", "path": concat("", [prefix, escape(field), "/", escape(sub)]), "value": value} |
+		some field, wanted in desired
+		is_object(wanted)
+		not field in skip
+		present := object.get(current, field, null)
+		is_object(present)
+		some sub, value in wanted
+		value != null
+		object.get(present, sub, null) == null
+	]
+	root := [{"op": "add", "path": concat("", [base, "/", escape(key)]), "value": {}} |
+		count(fields) > 0
+		object.get(doc, key, null) == null
+	]
 }
+
+_without_nulls(value) := {k: v |
+	some k, v in value
+	v != null
+} if {
+	is_object(value)
+} else := value

@@ -1,0 +1,32 @@
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
+# regal ignore:directory-package-mismatch
+package airflow.pod.policies.allowed_registries
+
+# Denies images outside the allowed registries. Judged after the patch, so
+# images the library rewrites to a mirror are judged by the mirror. See README.md.
+
+import data.airflow.pod.lib.config
+import data.airflow.pod.lib.images
+import data.airflow.pod.lib.k8s
+
+defaults := {
+	"enabled": false,
+	# "registry" or "registry/path" prefixes, e.g. "registry.example.com",
+	# "docker.io/library" (images are fully qualified before matching)
+	"params": {"registries": []},
+}
+
+params := config.params("allowed_registries")
+
+deny contains msg if {
+	some entry in k8s.containers
+	image := entry.container.image
+	ref := images.parse(image)
+	not _allowed(ref.name)
+	msg := sprintf("%s uses image %q (%s), which is not from an allowed registry", [entry.label, image, ref.name])
+}
+
+_allowed(name) if {
+	some prefix in params.registries
+	images.under(name, prefix)
+}

@@ -1,0 +1,27 @@
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
+# regal ignore:directory-package-mismatch
+package airflow.pod.policies.allowed_registries_test
+
+import data.airflow.pod.lib.fixtures_test as fx
+import data.airflow.pod.policies.allowed_registries
+
+_config := fx.enable("allowed_registries", {"registries": ["docker.io/apache", "quay.io/acme/"]})
+
+test_images_outside_the_registries_are_denied if {
+	deny := allowed_registries.deny with input as {"pod": fx.kpo_pod}
+		with data.airflow.pod.lib.config.user as _config
+	deny == {concat("", [
+		`container "base" uses image "python:3.11-slim" (docker.io/library/python), `,
+		`which is not from an allowed registry`,
+	])}
+}
+
+test_allowed_images_pass if {
+	allowed_registries.deny == set() with input as {"pod": fx.worker_pod}
+		with data.airflow.pod.lib.config.user as _config
+}
+
+test_an_empty_list_allows_nothing if {
+	count(allowed_registries.deny) == 2 with input as {"pod": fx.kpo_pod}
+		with data.airflow.pod.lib.config.user as fx.enable("allowed_registries", {})
+}

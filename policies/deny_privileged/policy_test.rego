@@ -1,0 +1,33 @@
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
+# regal ignore:directory-package-mismatch
+package airflow.pod.policies.deny_privileged_test
+
+import data.airflow.pod.lib.fixtures_test as fx
+import data.airflow.pod.policies.deny_privileged
+
+_with_context(pod, path, context) := json.patch(pod, [{"op": "add", "path": path, "value": context}])
+
+test_privileged_containers_are_denied if {
+	pod := _with_context(fx.kpo_pod, "/spec/initContainers/0/securityContext", {"privileged": true})
+	deny_privileged.deny == {`initContainer "fetch-data" is privileged`} with input as {"pod": pod}
+}
+
+test_capabilities_outside_the_allowlist_are_denied if {
+	context := {"capabilities": {"add": ["NET_BIND_SERVICE", "CAP_NET_ADMIN", "sys_time"]}}
+	pod := _with_context(fx.worker_pod, "/spec/containers/0/securityContext", context)
+	deny_privileged.deny == {
+		`container "base" adds capability "CAP_NET_ADMIN", which is not allowed`,
+		`container "base" adds capability "sys_time", which is not allowed`,
+	} with input as {"pod": pod}
+}
+
+test_the_allowlist_is_configurable if {
+	context := {"capabilities": {"add": ["CAP_NET_ADMIN"]}}
+	pod := _with_context(fx.worker_pod, "/spec/containers/0/securityContext", context)
+	deny_privileged.deny == set() with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as fx.params("deny_privileged", {"allowed_capabilities": ["net_admin"]})
+}
+
+test_unprivileged_pods_pass if {
+	deny_privileged.deny == set() with input as {"pod": fx.hardened_pod}
+}

@@ -1,0 +1,44 @@
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
+# regal ignore:directory-package-mismatch
+package airflow.pod.policies.image_pull_policy
+
+# Sets imagePullPolicy where absent (or everywhere with `override`). See README.md.
+
+import data.airflow.pod.lib.config
+import data.airflow.pod.lib.k8s
+import data.airflow.pod.lib.ops
+
+defaults := {
+	"enabled": false,
+	"params": {
+		"policy": "IfNotPresent",
+		"override": false,
+		"init_containers": true,
+	},
+}
+
+params := config.params("image_pull_policy")
+
+_valid := {"Always", "IfNotPresent", "Never"}
+
+patch contains op if {
+	params.policy in _valid
+	some entry in k8s.selected(params.init_containers)
+	some op in ops.add_if_absent(entry.container, entry.path, ["imagePullPolicy"], params.policy)
+}
+
+patch contains ops.replace_op(concat("", [entry.path, "/imagePullPolicy"]), params.policy) if {
+	params.policy in _valid
+	params.override == true
+	some entry in k8s.selected(params.init_containers)
+	current := entry.container.imagePullPolicy
+	current != params.policy
+}
+
+deny contains msg if {
+	not params.policy in _valid
+	msg := sprintf(
+		"invalid configuration: policy must be one of \"Always\", \"IfNotPresent\", \"Never\", got %s",
+		[json.marshal(params.policy)],
+	)
+}

@@ -1,0 +1,35 @@
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
+# regal ignore:directory-package-mismatch
+package airflow.pod.policies.image_pull_policy_test
+
+import data.airflow.pod.lib.fixtures_test as fx
+import data.airflow.pod.policies.image_pull_policy
+
+test_absent_policies_are_set if {
+	ops := image_pull_policy.patch with input as {"pod": fx.kpo_pod}
+		with data.airflow.pod.lib.config.user as fx.enable("image_pull_policy", {})
+	ops == {
+		{"op": "add", "path": "/spec/containers/0/imagePullPolicy", "value": "IfNotPresent"},
+		{"op": "add", "path": "/spec/initContainers/0/imagePullPolicy", "value": "IfNotPresent"},
+	}
+}
+
+test_present_policies_are_kept_without_override if {
+	pod := json.patch(fx.worker_pod, [{"op": "add", "path": "/spec/containers/0/imagePullPolicy", "value": "Always"}])
+	image_pull_policy.patch == set() with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as fx.enable("image_pull_policy", {})
+}
+
+test_override_replaces_other_values if {
+	pod := json.patch(fx.worker_pod, [{"op": "add", "path": "/spec/containers/0/imagePullPolicy", "value": "Always"}])
+	ops := image_pull_policy.patch with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as fx.enable("image_pull_policy", {"policy": "Never", "override": true})
+	ops == {{"op": "replace", "path": "/spec/containers/0/imagePullPolicy", "value": "Never"}}
+}
+
+test_an_invalid_policy_is_denied_and_not_applied if {
+	config := fx.enable("image_pull_policy", {"policy": "Sometimes"})
+	image_pull_policy.patch == set() with input as {"pod": fx.worker_pod} with data.airflow.pod.lib.config.user as config
+	msg := `invalid configuration: policy must be one of "Always", "IfNotPresent", "Never", got "Sometimes"`
+	image_pull_policy.deny == {msg} with data.airflow.pod.lib.config.user as config
+}

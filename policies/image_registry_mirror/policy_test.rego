@@ -1,0 +1,55 @@
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
+# regal ignore:directory-package-mismatch
+package airflow.pod.policies.image_registry_mirror_test
+
+import data.airflow.pod.lib.fixtures_test as fx
+import data.airflow.pod.policies.image_registry_mirror
+
+_mirrors := {
+	"docker.io": "mirror.example.com/dockerhub/",
+	"quay.io/acme": "mirror.example.com/acme",
+	"quay.io": "mirror.example.com/quay",
+	"ghcr.io": null,
+}
+
+_python := "mirror.example.com/dockerhub/library/python:3.11-slim"
+
+_config := fx.enable("image_registry_mirror", {"mirrors": _mirrors})
+
+test_rewrite_keeps_repository_tag_and_digest if {
+	cases := {
+		"python": "mirror.example.com/dockerhub/library/python",
+		"python:3.11-slim": "mirror.example.com/dockerhub/library/python:3.11-slim",
+		"apache/airflow:3.0.2@sha256:abc": "mirror.example.com/dockerhub/apache/airflow:3.0.2@sha256:abc",
+		"index.docker.io/apache/airflow": "mirror.example.com/dockerhub/apache/airflow",
+		"quay.io/acme/fetcher:1.4": "mirror.example.com/acme/fetcher:1.4",
+		"quay.io/other/tool:2": "mirror.example.com/quay/other/tool:2",
+	}
+	every image, want in cases {
+		image_registry_mirror.rewrite(image) == want with data.airflow.pod.lib.config.user as _config
+	}
+}
+
+test_other_registries_and_mirrored_images_are_left_alone if {
+	images := ["registry.example.com/team/app:1", "ghcr.io/org/app:1", "mirror.example.com/dockerhub/library/python:3"]
+	every image in images {
+		not image_registry_mirror.rewrite(image) with data.airflow.pod.lib.config.user as _config
+	}
+}
+
+test_patch_replaces_images_of_all_containers if {
+	ops := image_registry_mirror.patch with input as {"pod": fx.kpo_pod}
+		with data.airflow.pod.lib.config.user as _config
+	ops == {
+		{"op": "replace", "path": "/spec/containers/0/image", "value": _python},
+		{"op": "replace", "path": "/spec/initContainers/0/image", "value": "mirror.example.com/acme/fetcher:1.4"},
+	}
+}
+
+test_a_mirrored_pod_is_left_alone if {
+	pod := json.patch(fx.kpo_pod, [
+		{"op": "replace", "path": "/spec/containers/0/image", "value": _python},
+		{"op": "replace", "path": "/spec/initContainers/0/image", "value": "mirror.example.com/acme/fetcher:1.4"},
+	])
+	image_registry_mirror.patch == set() with input as {"pod": pod} with data.airflow.pod.lib.config.user as _config
+}

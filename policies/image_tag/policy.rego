@@ -1,0 +1,46 @@
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
+# regal ignore:directory-package-mismatch
+package airflow.pod.policies.image_tag
+
+# Warns (or denies, with action: deny) on images without a tag or with a
+# mutable tag such as :latest. Digest-pinned images always pass. See README.md.
+
+import data.airflow.pod.lib.config
+import data.airflow.pod.lib.images
+import data.airflow.pod.lib.k8s
+
+defaults := {
+	"enabled": true,
+	"params": {
+		"action": "warn",
+		"forbidden_tags": ["latest"],
+	},
+}
+
+params := config.params("image_tag")
+
+findings contains msg if {
+	some entry in k8s.containers
+	ref := images.parse(entry.container.image)
+	ref.digest == ""
+	msg := _finding(entry.label, entry.container.image, ref.tag)
+}
+
+_finding(label, image, "") := sprintf(
+	"%s image %q has no tag (implicitly :latest); pin a version or a digest",
+	[label, image],
+)
+
+_finding(label, image, tag) := msg if {
+	tag in params.forbidden_tags
+	msg := sprintf("%s image %q uses the mutable tag %q; pin a version or a digest", [label, image, tag])
+}
+
+warn := findings if params.action == "warn"
+
+deny := findings if params.action == "deny"
+
+deny := {msg} if {
+	not params.action in {"warn", "deny"}
+	msg := sprintf("invalid configuration: action must be \"warn\" or \"deny\", got %s", [json.marshal(params.action)])
+}

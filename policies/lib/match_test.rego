@@ -1,0 +1,40 @@
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
+# regal ignore:directory-package-mismatch
+package airflow.pod.lib.match_test
+
+import data.airflow.pod.lib.fixtures_test as fx
+import data.airflow.pod.lib.match
+
+test_empty_matcher_matches_every_pod if {
+	match.applies({}, fx.worker_pod, fx.ke_airflow)
+}
+
+test_namespace_glob if {
+	match.applies({"namespace": "air*"}, fx.worker_pod, fx.ke_airflow)
+	match.applies({"namespace": "{airflow,ml-jobs}"}, fx.kpo_pod, fx.kpo_airflow)
+	not match.applies({"namespace": "kube-*"}, fx.worker_pod, fx.ke_airflow)
+}
+
+test_dag_and_task_globs_cross_dots if {
+	match.applies({"dag_id": "ml.*", "task_id": "fit_*"}, fx.kpo_pod, fx.kpo_airflow)
+	not match.applies({"dag_id": "ml.*", "task_id": "predict"}, fx.kpo_pod, fx.kpo_airflow)
+	not match.applies({"dag_id": "*"}, fx.kpo_pod, {})
+}
+
+test_launcher if {
+	match.applies({"launcher": "kubernetes_pod_operator"}, fx.kpo_pod, fx.kpo_airflow)
+	not match.applies({"launcher": "kubernetes_pod_operator"}, fx.worker_pod, fx.ke_airflow)
+}
+
+test_labels_and_annotations if {
+	match.applies({"labels": {"kubernetes_executor": "True", "airflow-worker": "*"}}, fx.worker_pod, fx.ke_airflow)
+	not match.applies({"labels": {"team": "*"}}, fx.worker_pod, fx.ke_airflow)
+	match.applies({"annotations": {"dag_id": "etl_*"}}, fx.worker_pod, fx.ke_airflow)
+	not match.applies({"annotations": "etl"}, fx.worker_pod, fx.ke_airflow)
+}
+
+test_unknown_keys_and_bad_values_never_match if {
+	not match.applies({"namespaces": ["airflow"]}, fx.worker_pod, fx.ke_airflow)
+	not match.applies({"namespace": ["airflow"]}, fx.worker_pod, fx.ke_airflow)
+	not match.applies("airflow", fx.worker_pod, fx.ke_airflow)
+}

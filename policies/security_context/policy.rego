@@ -1,0 +1,68 @@
+# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
+# regal ignore:directory-package-mismatch
+package airflow.pod.policies.security_context
+
+# Adds the restricted Pod Security Standard fields to each container's
+# securityContext where they are absent. See README.md.
+
+import data.airflow.pod.lib.config
+import data.airflow.pod.lib.k8s
+import data.airflow.pod.lib.ops
+
+defaults := {
+	"enabled": true,
+	"params": {
+		"values": {
+			"runAsNonRoot": true,
+			"allowPrivilegeEscalation": false,
+			"capabilities": {"drop": ["ALL"]},
+			"seccompProfile": {"type": "RuntimeDefault"},
+		},
+		"init_containers": true,
+	},
+}
+
+params := config.params("security_context")
+
+# Fields a container inherits from the pod's securityContext: when the pod
+# sets one, the container counts as having it.
+_inherited := {
+	"appArmorProfile",
+	"runAsGroup",
+	"runAsNonRoot",
+	"runAsUser",
+	"seccompProfile",
+	"seLinuxOptions",
+	"windowsOptions",
+}
+
+# Keys set in the pod's securityContext that containers inherit.
+_pod_context := object.get(k8s.pod, ["spec", "securityContext"], {})
+
+_pod_inherited contains key if {
+	some key in _inherited
+	_pod_context[key] != null
+}
+
+patch contains op if {
+	some entry in k8s.selected(params.init_containers)
+	skip := _skip(object.get(entry.container, "securityContext", {}))
+	some op in ops.fill(entry.container, entry.path, "securityContext", params.values, skip)
+}
+
+# _skip(context): the top-level keys not to add to a container's context.
+_skip(context) := (_pod_inherited | _root(context)) | _escalation(context)
+
+# runAsNonRoot: true cannot start a container told to run as uid 0.
+_root(context) := {"runAsNonRoot"} if {
+	object.get(context, "runAsUser", object.get(_pod_context, "runAsUser", null)) == 0
+} else := set()
+
+# Kubernetes rejects allowPrivilegeEscalation: false next to privileged: true
+# or an added CAP_SYS_ADMIN; deny_privileged judges those containers.
+_escalation(context) := {"allowPrivilegeEscalation"} if {
+	context.privileged == true
+} else := {"allowPrivilegeEscalation"} if {
+	some cap in context.capabilities.add
+	trim_prefix(upper(cap), "CAP_") == "SYS_ADMIN"
+} else := set()
