@@ -1,0 +1,464 @@
+"""``scan DAGS_FOLDER``: the pod every task would launch, built by Airflow itself, through the policies.
+
+Needs the ``airflow`` extra. DAGs are loaded with Airflow's own ``DagBag`` (a DAG file that fails to import
+is reported, not fatal). For each task:
+
+- **KubernetesPodOperator** (``--launcher kpo``): the operator's own ``build_pod_request_obj(context,
+  dry_run=True)`` builds the pod, with a minimal task context so the pod carries the task-instance labels
+  (``dag_id``, ``task_id``, ``run_id``, ``try_number``, ``map_index``) the hook reads. That method calls
+  Airflow's ``pod_mutation_hook`` itself; for the scan the process-wide hook is swapped for one that
+  evaluates in dry-run and records the outcome, so Airflow's whole hook chain runs (other registered
+  policies too) and nothing is raised or mutated. A mapped operator is expanded over its literal
+  ``expand()`` arguments (one pod per map index, up to ``--max-map``); one mapped over an upstream's XCom
+  is reported as skipped (its arguments exist only at run time).
+- **KubernetesExecutor** (``--launcher executor``): the worker pod, the way the executor builds it —
+  ``PodGenerator.construct_pod(..., with_mutation_hook=False)`` from the pod template file (the task's
+  ``executor_config["pod_template_file"]``, else ``--pod-template-file``, else ``[kubernetes_executor]
+  pod_template_file``) and the task's ``executor_config["pod_override"]`` — then ``MutationHook.evaluate``
+  in dry-run. Tasks assigned to another executor (``executor=``) are left out; a mapped task's worker pod
+  is built for map index 0 (the index only changes its labels).
+
+Exit status: 0 no task would be denied and every pod was built and evaluated, 1 a task would be denied
+or a pod could not be built or evaluated, 2 usage or runtime error (Airflow not installed, OPA not
+startable). Import errors are reported and do not change the exit status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from ..config import Settings
+from ..hook import MutationHook, Outcome
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    JSON_SCHEMA_VERSION,
+    CliError,
+    OpaProvider,
+    handle_errors,
+    load_config_file,
+    make_output,
+    maybe_progress,
+    messages_json,
+    opa_options,
+    outcome_json,
+    output_options,
+    verdict,
+)
+
+SCAN_RUN_ID = "scan__2026-01-01T00:00:00+00:00"
+LAUNCHER_KPO = "kubernetes_pod_operator"
+LAUNCHER_EXECUTOR = "kubernetes_executor"
+
+#: The worker pod template when none is configured: what the provider's own example template boils down to.
+MINIMAL_TEMPLATE: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "placeholder-name"},
+    "spec": {"restartPolicy": "Never", "containers": [{"name": "base", "image": "apache/airflow"}]},
+}
+
+
+@dataclass
+class TaskPod:
+    """One pod a task would launch (or why it could not be built), and what the policies decide."""
+
+    dag_id: str
+    task_id: str
+    launcher: str
+    map_index: int = -1
+    pod: Any = None
+    outcome: Outcome | None = None
+    status: str = ""  # mutated, unchanged, denied, failed (evaluation), error (build), skipped
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failing(self) -> bool:
+        return self.status in ("denied", "failed", "error")
+
+
+class RecordingHook(MutationHook):
+    """The process-wide hook during a scan: evaluates in dry-run and records; never mutates nor raises."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.outcomes: list[Outcome] = []
+
+    def __call__(self, pod: Any) -> None:
+        self.outcomes.append(self.evaluate(pod, mode="dry-run"))
+
+
+@contextlib.contextmanager
+def recording(settings: Settings) -> Iterator[RecordingHook]:
+    from .. import hook as hook_module
+
+    recorder = RecordingHook(settings)
+    with hook_module._default_lock:
+        saved, hook_module._default = hook_module._default, recorder
+    try:
+        yield recorder
+    finally:
+        with hook_module._default_lock:
+            hook_module._default = saved
+        recorder.close()
+
+
+def _is_kpo(task: Any) -> bool:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    klass = getattr(task, "operator_class", None) if _is_mapped(task) else type(task)
+    return isinstance(klass, type) and issubclass(klass, KubernetesPodOperator)
+
+
+def _is_mapped(task: Any) -> bool:
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    return isinstance(task, MappedOperator)
+
+
+def _map_count(task: Any) -> int | None:
+    """How many map indexes a mapped task has when its ``expand()`` arguments are literals, else None."""
+    from airflow.sdk.definitions._internal.expandinput import DictOfListsExpandInput, ListOfDictsExpandInput
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    expand_input = task._get_specified_expand_input()
+    if isinstance(expand_input, DictOfListsExpandInput):
+        values = list(expand_input.value.values())
+        if any(isinstance(v, XComArg) or not hasattr(v, "__len__") for v in values):
+            return None
+        count = 1
+        for value in values:
+            count *= len(value)
+        return count
+    if isinstance(expand_input, ListOfDictsExpandInput):
+        value = expand_input.value
+        if isinstance(value, XComArg) or any(isinstance(v, XComArg) for v in value):
+            return None
+        return len(value)
+    return None
+
+
+def _context(task: Any, map_index: int) -> dict[str, Any]:
+    """What ``build_pod_request_obj`` reads from a task context: the task instance's ids, the run, the DAG."""
+    ti = SimpleNamespace(dag_id=task.dag_id, task_id=task.task_id, map_index=map_index, try_number=1)
+    return {"ti": ti, "run_id": SCAN_RUN_ID, "dag": task.dag}
+
+
+def kpo_pods(task: Any, recorder: RecordingHook, max_map: int) -> list[TaskPod]:
+    if not _is_mapped(task):
+        return [_build_kpo(task, task, -1, recorder)]
+    count = _map_count(task)
+    if count is None:
+        row = TaskPod(task.dag_id, task.task_id, LAUNCHER_KPO, status="skipped")
+        row.notes.append("mapped over an upstream task's XCom: its arguments exist only at run time")
+        return [row]
+    rows = []
+    for map_index in range(min(count, max_map)):
+        try:
+            kwargs, _ = task._expand_mapped_kwargs({"ti": SimpleNamespace(map_index=map_index)})
+            operator = task.unmap(kwargs)
+        except Exception as exc:
+            row = TaskPod(task.dag_id, task.task_id, LAUNCHER_KPO, map_index, status="error")
+            row.error = f"cannot expand map index {map_index}: {type(exc).__name__}: {exc}"
+            rows.append(row)
+            continue
+        rows.append(_build_kpo(task, operator, map_index, recorder))
+    if count > max_map:
+        rows[-1].notes.append(f"{count - max_map} more map index(es) not scanned (--max-map {max_map})")
+    return rows
+
+
+def _build_kpo(task: Any, operator: Any, map_index: int, recorder: RecordingHook) -> TaskPod:
+    row = TaskPod(task.dag_id, task.task_id, LAUNCHER_KPO, map_index)
+    recorder.outcomes.clear()
+    try:
+        row.pod = operator.build_pod_request_obj(_context(task, map_index), dry_run=True)
+    except Exception as exc:
+        row.status, row.error = "error", f"build_pod_request_obj failed: {type(exc).__name__}: {exc}"
+        return row
+    if recorder.outcomes:
+        row.outcome = recorder.outcomes[-1]
+    else:  # the hook is not registered with this Airflow: evaluate the built pod the same way
+        row.notes.append("airflow_opa_mutation is not registered with Airflow here; evaluated the built pod")
+        row.outcome = recorder.evaluate(row.pod, mode="dry-run")
+    return row
+
+
+@dataclass
+class ExecutorSetup:
+    template_file: str | None
+    namespace: str
+    image: str | None
+
+
+def executor_setup(pod_template_file: Path | None) -> ExecutorSetup:
+    template: str | None = str(pod_template_file) if pod_template_file else None
+    namespace, image = "default", None
+    try:
+        from airflow.providers.cncf.kubernetes.kube_config import KubeConfig
+
+        kube = KubeConfig()
+        template = template or kube.pod_template_file or None
+        namespace = kube.kube_namespace or namespace
+        image = kube.kube_image
+    except Exception:  # no [kubernetes_executor] section worth reading: the defaults above
+        pass
+    return ExecutorSetup(template, namespace, image)
+
+
+def executor_pod(task: Any, setup: ExecutorSetup, hook: MutationHook) -> TaskPod:
+    from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import create_unique_id
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+
+    map_index = 0 if _is_mapped(task) else -1
+    row = TaskPod(task.dag_id, task.task_id, LAUNCHER_EXECUTOR, map_index)
+    executor_config = getattr(task, "executor_config", None) or {}
+    template = executor_config.get("pod_template_file") if isinstance(executor_config, dict) else None
+    template = template or setup.template_file
+    try:
+        if template:
+            base = PodGenerator.deserialize_model_file(str(template))
+        else:
+            base = PodGenerator.deserialize_model_dict(MINIMAL_TEMPLATE)
+            row.notes.append("no pod_template_file configured: a minimal template (give --pod-template-file)")
+        row.pod = PodGenerator.construct_pod(
+            dag_id=task.dag_id,
+            task_id=task.task_id,
+            pod_id=create_unique_id(task.dag_id, task.task_id),
+            try_number=1,
+            kube_image=setup.image or base.spec.containers[0].image,
+            date=None,
+            args=["airflow", "tasks", "run", task.dag_id, task.task_id, SCAN_RUN_ID],
+            pod_override_object=PodGenerator.from_obj(executor_config),
+            base_worker_pod=base,
+            namespace=setup.namespace,
+            scheduler_job_id="0",
+            run_id=SCAN_RUN_ID,
+            map_index=map_index,
+            with_mutation_hook=False,
+        )
+    except Exception as exc:
+        row.status, row.error = "error", f"cannot build the worker pod: {type(exc).__name__}: {exc}"
+        return row
+    row.outcome = hook.evaluate(row.pod, mode="dry-run")
+    return row
+
+
+def _runs_on_kubernetes_executor(task: Any) -> bool:
+    executor = getattr(task, "executor", None)
+    return not executor or "KubernetesExecutor" in str(executor)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Everything written to stdout meanwhile goes to stderr: DAG files that print, and Airflow's log handler
+    (bound to the process's stdout when logging was configured), must not spoil ``--output json``."""
+    sys.stdout.flush()
+    if sys.__stdout__ is not None:
+        sys.__stdout__.flush()
+    saved: int | None = None
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no real file descriptors (an embedding host): the Python-level redirect still holds
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            if sys.__stdout__ is not None:
+                sys.__stdout__.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def load_dagbag(folder: Path) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(folder), bundle_path=folder if folder.is_dir() else None)
+
+
+@click.command()
+@click.argument("dags_folder", type=click.Path(exists=True, path_type=Path))
+@opa_options
+@click.option(
+    "--launcher",
+    type=click.Choice(["executor", "kpo", "both"]),
+    default="both",
+    show_default=True,
+    help="Which pods: KubernetesExecutor worker pods, KubernetesPodOperator pods, or both.",
+)
+@click.option(
+    "--pod-template-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The executor's worker pod template (default: [kubernetes_executor] pod_template_file).",
+)
+@click.option("--max-map", default=32, show_default=True, help="Map indexes scanned per mapped operator.")
+@output_options
+@handle_errors("scan")
+def scan(  # noqa: PLR0917 - one parameter per click option
+    dags_folder: Path,
+    url: str | None,
+    policies: Path | None,
+    config_file: Path | None,
+    launcher: str,
+    pod_template_file: Path | None,
+    max_map: int,
+    output_format: str,
+    color: str,
+) -> None:
+    """Build the pod of every task in DAGS_FOLDER with Airflow itself and evaluate it in dry-run.
+
+    Prints per task: dag, task, launcher, ops, policies, warnings and whether it would be denied. DAG files
+    that fail to import are listed and do not stop the scan.
+
+    Exit status: 0 nothing would be denied, 1 a task would be denied or its pod could not be built or
+    evaluated, 2 usage or runtime error.
+    """
+    output = make_output(output_format, color)
+    try:
+        import airflow
+        import airflow.providers.cncf.kubernetes  # noqa: F401
+    except ImportError as exc:
+        raise CliError(
+            f"scan needs Airflow and the cncf.kubernetes provider ({exc})",
+            fix="pip install 'airflow-opa-mutation[airflow,cli]'",
+        ) from None
+    config = load_config_file(config_file) if config_file is not None else None
+    with OpaProvider(url=url, policies=policies, config=config, warn=output.err.print) as provider:
+        hook = provider.hook()
+        with stdout_to_stderr():
+            dagbag = load_dagbag(dags_folder)
+        tasks = [task for dag_id in sorted(dagbag.dags) for task in dagbag.dags[dag_id].tasks]
+        tasks.sort(key=lambda t: (t.dag_id, t.task_id))
+        rows: list[TaskPod] = []
+        setup = executor_setup(pod_template_file)
+        with (
+            recording(hook.settings) as recorder,
+            maybe_progress(output, "building and evaluating pods", len(tasks)) as advance,
+            stdout_to_stderr(),
+        ):
+            for task in tasks:
+                if launcher in ("kpo", "both") and _is_kpo(task):
+                    rows.extend(kpo_pods(task, recorder, max_map))
+                if launcher in ("executor", "both") and _runs_on_kubernetes_executor(task):
+                    rows.append(executor_pod(task, setup, hook))
+                advance()
+    for row in rows:
+        if row.outcome is not None and not row.status:
+            row.status = verdict(row.outcome)
+    import_errors = [{"file": str(name), "error": str(error)} for name, error in sorted(dagbag.import_errors.items())]
+    code = EXIT_FAILED if any(row.failing for row in rows) else EXIT_OK
+    if output.json:
+        output.emit_json(
+            {
+                "schema_version": JSON_SCHEMA_VERSION,
+                "command": "scan",
+                "exit_code": code,
+                "dags_folder": str(dags_folder),
+                "dags": sorted(dagbag.dags),
+                "import_errors": import_errors,
+                "tasks": [_row_json(row) for row in rows],
+                "summary": {
+                    status: sum(1 for r in rows if r.status == status)
+                    for status in ("mutated", "unchanged", "denied", "failed", "error", "skipped")
+                },
+            }
+        )
+        raise click.exceptions.Exit(code)
+    _render(output, dags_folder, rows, import_errors, len(dagbag.dags))
+    raise click.exceptions.Exit(code)
+
+
+def _row_json(row: TaskPod) -> dict[str, Any]:
+    outcome = row.outcome
+    decision = outcome.decision if outcome else None
+    return {
+        "dag_id": row.dag_id,
+        "task_id": row.task_id,
+        "launcher": row.launcher,
+        "map_index": row.map_index,
+        "status": row.status,
+        "ops": len(decision.patch) if decision else 0,
+        "policies": list(decision.policies) if decision else [],
+        "warn": messages_json(decision.warn) if decision else [],
+        "deny": messages_json(decision.deny) if decision else [],
+        "error": row.error or (str(outcome.error) if outcome and outcome.error and row.status == "failed" else None),
+        "notes": row.notes,
+        "outcome": outcome_json(outcome) if outcome else None,
+    }
+
+
+_STYLES = {
+    "mutated": "green",
+    "unchanged": "",
+    "denied": "bold red",
+    "failed": "bold red",
+    "error": "bold red",
+    "skipped": "dim",
+}
+
+
+def _render(output: Any, folder: Path, rows: list[TaskPod], import_errors: list[dict[str, str]], dags: int) -> None:
+    console = output.console
+    table = Table(title=f"pods of the tasks in {folder}", title_justify="left")
+    for column in ("dag", "task", "launcher", "map", "ops", "policies", "warn", "denied"):
+        table.add_column(column)
+    for row in rows:
+        decision = row.outcome.decision if row.outcome else None
+        ops = str(len(decision.patch)) if decision else "-"
+        policies = ", ".join(decision.policies) if decision else "-"
+        warn = "\n".join(str(m) for m in decision.warn) if decision else ""
+        if row.status == "denied" and decision is not None:
+            denied = Text("\n".join(str(m) for m in decision.deny), style="bold red")
+        elif row.status in ("failed", "error", "skipped"):
+            reason = row.error or (str(row.outcome.error) if row.outcome and row.outcome.error else "")
+            reason = reason or "; ".join(row.notes)
+            denied = Text(f"{row.status}: {reason}", style=_STYLES[row.status])
+        else:
+            denied = Text("no", style="green")
+        launcher = "kpo" if row.launcher == LAUNCHER_KPO else "executor"
+        table.add_row(
+            row.dag_id,
+            row.task_id,
+            launcher,
+            str(row.map_index) if row.map_index >= 0 else "",
+            ops,
+            policies,
+            Text(warn, style="yellow"),
+            denied,
+        )
+    console.print(table)
+    notes = [(row, note) for row in rows for note in row.notes if row.status != "skipped"]
+    seen: set[str] = set()
+    for _, note in notes:
+        if note not in seen:
+            seen.add(note)
+            console.print(Text(f"note: {note}", style="dim"))
+    if import_errors:
+        console.print()
+        console.print(Text(f"{len(import_errors)} DAG file(s) failed to import (not scanned):", style="bold yellow"))
+        for entry in import_errors:
+            last = [line for line in entry["error"].strip().splitlines() if line.strip()][-1:]
+            console.print(Text(f"  {entry['file']}: {last[0].strip() if last else ''}", style="yellow"))
+    n_denied = sum(1 for r in rows if r.status == "denied")
+    broken = sum(1 for r in rows if r.status in ("failed", "error"))
+    console.print()
+    summary = f"{dags} DAG(s), {len(rows)} pod(s): {n_denied} would be denied, {broken} could not be built or evaluated"
+    console.print(Text(summary, style="bold red" if n_denied or broken else "bold green"))
+
+
+__all__ = ["RecordingHook", "TaskPod", "scan"]

@@ -1,0 +1,144 @@
+"""``doctor``: the effective configuration with origins, and a checklist with a fix for each failure."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from airflow_opa_mutation.cli.doctor import PINNED_OPA
+from airflow_opa_mutation.local_opa import free_port
+
+from .conftest import LIBRARY, parse
+
+
+def checks(document):
+    return {c["name"]: c for c in document["checks"]}
+
+
+def test_a_healthy_local_opa(run, schema_validator):
+    result = run("doctor", "--policies", str(LIBRARY), "-o", "json")
+    assert result.exit_code == 0, result.output
+    document = parse(result)
+    schema_validator(document)
+    found = checks(document)
+    for name in ("configuration", "reachable", "opa version", "decision", "bundles"):
+        assert found[name]["status"] == "ok", found[name]
+    assert document["facts"]["opa_version"] == PINNED_OPA
+    assert document["facts"]["decision"]["policies"] == ["team_label", "token_off"]
+
+
+def test_configuration_origins_and_a_running_opa(run, library_server):
+    env = {"AIRFLOW__OPA_MUTATION__URL": library_server.url, "AIRFLOW__OPA_MUTATION__FAIL_MODE": "open",
+           "AIRFLOW__OPA_MUTATION__TOKEN": "not-shown"}
+    result = run("doctor", "-o", "json", env=env)
+    document = parse(result)
+    assert result.exit_code == 0, result.output
+    origins = {row["key"]: (row["value"], row["origin"]) for row in document["configuration"]}
+    assert origins["url"] == (library_server.url, "env")
+    assert origins["fail_mode"] == ("open", "env")
+    assert origins["token"] == ("<set>", "env")  # never printed
+    assert origins["timeout"] == (None, "default")
+    found = checks(document)
+    assert found["fail_mode"]["status"] == "warn" and found["fail_mode"]["fix"]
+    assert found["tls"]["detail"] == "plain HTTP on loopback (an OPA sidecar)"
+
+
+def test_text_checklist(run, library_server):
+    result = run("doctor", "--url", library_server.url, "--color", "never")
+    assert result.exit_code == 0
+    assert "effective configuration ([opa_mutation])" in result.stdout
+    assert f"[ ok ] opa version: OPA {PINNED_OPA} (the pinned version)" in result.stdout
+    assert "all checks passed" in result.stdout
+
+
+def test_unreachable_opa_fails_with_a_fix(run):
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run("doctor", "--url", url, "--color", "never")
+    assert result.exit_code == 1
+    assert f"[FAIL] reachable: no answer from {url}" in result.stdout
+    assert "fix: start OPA beside Airflow" in result.stdout
+
+
+def test_undefined_decision_fails_with_a_fix(run, start_opa):
+    opa = start_opa({"other.rego": "package somewhere.else\n\nx := 1\n"})
+    document = parse(run("doctor", "--url", opa.url, "-o", "json"))
+    assert document["exit_code"] == 1
+    decision = checks(document)["decision"]
+    assert decision["status"] == "fail" and "undefined" in decision["detail"]
+    assert "decision_path" in decision["fix"]
+
+
+def test_a_bad_value_names_the_key_and_where_to_fix_it(run):
+    result = run("doctor", "-o", "json", env={"AIRFLOW__OPA_MUTATION__TIMEOUT": "soon"})
+    assert result.exit_code == 1
+    configuration = checks(parse(result))["configuration"]
+    assert configuration["status"] == "fail" and "timeout" in configuration["detail"]
+    assert "AIRFLOW__OPA_MUTATION__TIMEOUT" in configuration["fix"]
+
+
+AUTHZ = textwrap.dedent("""\
+    package system.authz
+
+    import rego.v1
+
+    default allow := false
+
+    allow if input.path == ["health"]
+
+    allow if input.identity == "s3cret"
+""")
+
+
+@pytest.fixture
+def token_opa(start_opa):
+    return start_opa({"authz.rego": AUTHZ}, paths=[LIBRARY], args=["--authentication=token", "--authorization=basic"])
+
+
+def test_token_auth_accepted(run, token_opa):
+    document = parse(run("doctor", "--url", token_opa.url, "-o", "json", env={"AIRFLOW__OPA_MUTATION__TOKEN": "s3cret"}))
+    assert document["exit_code"] == 0, document["checks"]
+    assert checks(document)["auth"]["status"] == "ok"
+
+
+def test_token_missing_is_an_auth_failure(run, token_opa):
+    document = parse(run("doctor", "--url", token_opa.url, "-o", "json"))
+    assert document["exit_code"] == 1
+    auth = checks(document)["auth"]
+    assert auth["status"] == "fail" and "401" in auth["detail"] and "token" in auth["fix"]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    certs = pytest.importorskip("tests.reliability.certs", reason="the test CA helper is not there")
+    folder = tmp_path_factory.mktemp("pki")
+    ca = certs.TestCA(folder, "ca")
+    server = ca.issue("opa", dns=("localhost",), ips=("127.0.0.1",))
+    return {"ca": ca.cert_path, "cert": server.cert, "key": server.key}
+
+
+@pytest.fixture
+def tls_opa(pki, tmp_path):
+    from airflow_opa_mutation.local_opa import LocalOpa
+
+    opa = LocalOpa([LIBRARY], scheme="https", args=["--tls-cert-file", str(pki["cert"]),
+                                                     "--tls-private-key-file", str(pki["key"])])
+    with opa:
+        yield opa
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_tls_verified_with_the_ca_bundle(run, tls_opa, pki):
+    document = parse(run("doctor", "--url", tls_opa.url, "-o", "json",
+                         env={"AIRFLOW__OPA_MUTATION__CA_BUNDLE": str(pki["ca"])}))
+    assert document["exit_code"] == 0, document["checks"]
+    assert checks(document)["tls"]["detail"] == f"HTTPS, server certificate verified with {pki['ca']}"
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_tls_with_an_unknown_ca_fails_with_a_fix(run, tls_opa):
+    document = parse(run("doctor", "--url", tls_opa.url, "-o", "json"))
+    assert document["exit_code"] == 1
+    reachable = checks(document)["reachable"]
+    assert reachable["status"] == "fail" and "TLS handshake" in reachable["detail"]
+    assert "ca_bundle" in reachable["fix"]
