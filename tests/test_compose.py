@@ -1,4 +1,5 @@
-"""docker-compose.yml: a valid compose file whose OPA sidecar is the pinned version serving policies/."""
+"""docker-compose.yml: a valid compose file whose OPA sidecar is the pinned version, configured the way it
+runs at scale (deploy/opa/config.yaml, a signed bundle from the bundle server, the mask from disk)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,61 @@ def pinned(name: str) -> str:
     return match.group(1)
 
 
-def test_opa_sidecar_is_pinned_and_serves_policies():
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+def _compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def _mounts(service: dict) -> dict[str, Path]:
+    """container path -> host path (resolved against the repository)."""
+    return {v.split(":")[1]: (REPO / v.split(":")[0]).resolve() for v in service.get("volumes", [])}
+
+
+def _option(command: list[str], flag: str) -> list[str]:
+    return [command[i + 1] for i, arg in enumerate(command[:-1]) if arg == flag]
+
+
+def test_opa_sidecar_is_pinned_and_runs_the_shipped_configuration():
+    compose = _compose()
     opa = compose["services"]["opa"]
-    assert opa["image"] == f"openpolicyagent/opa:{pinned('OPA_VERSION').lstrip('v')}"
-    assert opa["command"][:2] == ["run", "--server"]
-    assert "0.0.0.0:8181" in opa["command"]
-    mounts = {v.split(":")[1]: v.split(":")[0] for v in opa["volumes"]}
-    policies_mount = mounts[opa["command"][-1]]
-    assert (REPO / policies_mount).resolve() == (REPO / "policies").resolve()
+    image = f"openpolicyagent/opa:{pinned('OPA_VERSION').lstrip('v')}"
+    assert opa["image"] == image
+    command = opa["command"]
+    assert command[:2] == ["run", "--server"]
+    assert "0.0.0.0:8181" in command
+    mounts = _mounts(opa)
+    [config] = _option(command, "--config-file")
+    assert mounts[config] == (REPO / "deploy" / "opa" / "config.yaml").resolve()
+    # The mask is the only policy loaded from disk; the policies come from the bundle.
+    assert mounts[command[-1]] == (REPO / "deploy" / "opa" / "mask.rego").resolve()
+    [key] = _option(command, "--set-file")
+    name, _, path = key.partition("=")
+    assert name == "keys.airflow_bundle.key"
+    assert mounts[path].name == "airflow_bundle.pub.pem"
+    assert (REPO / "policies").resolve() not in mounts.values()
+
+
+def test_bundle_server_and_collector_are_the_services_the_config_points_at():
+    compose = _compose()
+    services = compose["services"]
+    env = services["opa"]["environment"]
+    assert env["AOM_BUNDLE_SERVICE_URL"] == "http://bundle-server:8080"
+    assert env["AOM_DECISION_LOG_SERVICE_URL"] == "http://decision-log-collector:8080"
+    config = yaml.safe_load((REPO / "deploy" / "opa" / "config.yaml").read_text())
+    resource = config["bundles"]["airflow"]["resource"]
+    served = _mounts(services["bundle-server"])
+    folder = "/usr/share/nginx/html/" + resource.rsplit("/", 1)[0]
+    assert served[folder] == (REPO / "build" / "bundle").resolve()
+    assert resource.rsplit("/", 1)[1] == "bundle.tar.gz"  # scripts/bundle-build's default output name
+    assert "nginx.conf" in str(served["/etc/nginx/conf.d/default.conf"])
+    collector = services["decision-log-collector"]
+    assert _mounts(collector)["/collector"] == (REPO / "deploy" / "collector").resolve()
+
+
+def test_dev_profile_serves_policies_from_the_working_tree():
+    dev = _compose()["services"]["opa-dev"]
+    assert dev["profiles"] == ["dev"]
+    assert dev["image"] == _compose()["services"]["opa"]["image"]
+    assert _mounts(dev)[dev["command"][-1]] == (REPO / "policies").resolve()
 
 
 def compose_command() -> list[str] | None:

@@ -1,0 +1,481 @@
+"""Build the policy library as a signed OPA bundle: ``python -m airflow_opa_mutation.bundle build``.
+
+The bundle is what a fleet of OPA sidecars polls (``deploy/opa/config.yaml``): the Rego in ``policies/``
+(tests, samples and READMEs left out) plus the organisation's configuration merged into
+``data.airflow.pod.config``, with a ``.manifest`` claiming the root ``airflow/pod`` and naming a
+revision, signed by OPA itself (``opa build --signing-key``) so a sidecar configured with the public key
+refuses anything else.
+
+The decision-log mask (``deploy/opa/mask.rego``, package ``system.log``) is *not* bundled: each sidecar
+loads it from its own file system at start-up, so it masks from the very first decision, including the
+ones OPA logs before any bundle is activated (see docs/running-at-scale.md).
+
+Subcommands::
+
+    build   policies/ + --config FILE -> signed bundle.tar.gz
+    keygen  an RSA key pair for signing (needs the ``cryptography`` package)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .local_opa import OpaNotFound, opa_binary
+
+#: The bundle owns everything under data.airflow.pod; nothing else (system.log stays local).
+ROOTS = ("airflow/pod",)
+#: Where the organisation's configuration lives (policies/lib/config.rego reads it there).
+CONFIG_PATH = ("airflow", "pod", "config")
+DEFAULT_KEY_ID = "airflow_bundle"
+DEFAULT_ALG = "RS256"
+SIGNING_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+_DATA_FILES = ("data.json", "data.yaml", "data.yml")
+_KEY_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+class BundleError(Exception):
+    """Building the bundle failed; the message says why and what to do."""
+
+
+@dataclass
+class BuildResult:
+    output: Path
+    revision: str
+    roots: tuple[str, ...]
+    files: list[str]
+    excluded: dict[str, list[str]] = field(default_factory=dict)
+    signed: bool = True
+    key_id: str | None = None
+    sha256: str = ""
+
+    def summary(self) -> str:
+        skipped = ", ".join(f"{len(paths)} {kind}" for kind, paths in sorted(self.excluded.items()) if paths)
+        signature = f"signed {self.key_id}" if self.signed else "UNSIGNED"
+        return (
+            f"built {self.output}: revision {self.revision}, roots {','.join(self.roots)}, "
+            f"{len(self.files)} files ({signature}); left out: {skipped or 'nothing'}; sha256 {self.sha256}"
+        )
+
+
+# -- collecting the sources ------------------------------------------------------------------------------
+
+
+def _classify(relative: Path) -> str | None:
+    """``None`` when the file goes into the bundle, else the reason it is left out."""
+    name = relative.name
+    if any(part.startswith(".") for part in relative.parts):
+        return "hidden"
+    if name.endswith("_test.rego"):
+        return "tests"
+    if name.endswith(".rego"):
+        return None
+    if name in _DATA_FILES:
+        return None if len(relative.parts) == 1 else "nested data"
+    if name.endswith(".sample") or "samples" in relative.parts[:-1]:
+        return "samples"
+    if name.lower().startswith("readme"):
+        return "readmes"
+    return "other"
+
+
+def collect(policies: Path) -> tuple[list[Path], dict[str, list[str]]]:
+    """The Rego and data files of ``policies`` that belong in the bundle, and what was left out, by kind."""
+    if not policies.is_dir():
+        raise BundleError(f"policies directory {policies} does not exist")
+    included: list[Path] = []
+    excluded: dict[str, list[str]] = {}
+    for path in sorted(policies.rglob("*")):
+        if not path.is_file():
+            continue
+        relative = path.relative_to(policies)
+        reason = _classify(relative)
+        if reason is None:
+            included.append(relative)
+        else:
+            excluded.setdefault(reason, []).append(relative.as_posix())
+    if excluded.get("nested data"):
+        # Where OPA puts a data file found below the top folder depends on how it is loaded (bundle
+        # or plain directory); refuse rather than guess. Configuration belongs in --config.
+        raise BundleError(
+            "data files below the top of the policies directory are not supported: "
+            + ", ".join(excluded["nested data"])
+            + " (put shipped data in policies/data.yaml and the organisation's in --config)"
+        )
+    if not any(p.suffix == ".rego" for p in included):
+        raise BundleError(f"no Rego policies found in {policies}")
+    return included, excluded
+
+
+def _load_document(path: Path) -> Any:
+    text = path.read_text()
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise BundleError(f"{path}: not valid JSON: {exc}") from None
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - PyYAML comes with the cli and test extras
+        raise BundleError(f"{path}: reading YAML needs PyYAML (pip install pyyaml) or use a .json file") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BundleError(f"{path}: not valid YAML: {exc}") from None
+
+
+def _merge(base: Any, extra: Any, where: str) -> Any:
+    """OPA's rule for several data files: objects merge key by key, any other clash is an error."""
+    if isinstance(base, dict) and isinstance(extra, dict):
+        merged = dict(base)
+        for key, value in extra.items():
+            merged[key] = _merge(base[key], value, f"{where}.{key}") if key in base else value
+        return merged
+    raise BundleError(
+        f"{where} is set both by the shipped policies/data.yaml and by the configuration file; "
+        "OPA refuses two data files setting the same value"
+    )
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """The organisation's configuration file, in either of the two forms the project uses, as a document
+    rooted at OPA's ``data``:
+
+    - the *data file* form, ``{"airflow": {"pod": {"config": {...}}}}`` (what ``opa run --server policies/
+      FILE`` loads, see policies/data.yaml); nothing but ``airflow.pod.config`` may be set;
+    - the *delta* form, the ``data.airflow.pod.config`` object itself (``policies``, ``exempt``), as the
+      command-line tool's ``--config`` and the samples' ``config:`` take it.
+
+    A top-level ``airflow`` key means the first form: the configuration itself never has one.
+    """
+    if not path.is_file():
+        raise BundleError(f"configuration file {path} does not exist")
+    doc = _load_document(path)
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise BundleError(f"{path}: expected a mapping (the configuration), got {type(doc).__name__}")
+    if "airflow" not in doc:
+        node: Any = doc
+        for key in reversed(CONFIG_PATH):
+            node = {key: node}
+        return dict(node)
+    node = doc
+    for depth, key in enumerate(CONFIG_PATH):
+        if not isinstance(node, dict) or set(node) - {key}:
+            stray = sorted(set(node) - {key}) if isinstance(node, dict) else [type(node).__name__]
+            prefix = ".".join(CONFIG_PATH[:depth]) or "the top level"
+            raise BundleError(
+                f"{path}: only data.{'.'.join(CONFIG_PATH)} may be configured; found {stray} under {prefix} "
+                "(give either the whole airflow: pod: config: document or just the configuration, not both)"
+            )
+        node = node.get(key, {})
+    if not isinstance(node, dict):
+        raise BundleError(f"{path}: data.{'.'.join(CONFIG_PATH)} must be a mapping, got {type(node).__name__}")
+    return doc
+
+
+# -- the revision ----------------------------------------------------------------------------------------
+
+
+def default_revision(policies: Path) -> str:
+    """``git describe --tags --always --dirty`` of the policies' repository, else the package version."""
+    git = shutil.which("git")
+    if git:
+        try:
+            done = subprocess.run(
+                [git, "-C", str(policies), "describe", "--tags", "--always", "--dirty"],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            done = None
+        if done is not None and done.returncode == 0 and done.stdout.strip():
+            return done.stdout.strip()
+    return __version__
+
+
+# -- building ----------------------------------------------------------------------------------------------
+
+
+def _run_opa(opa: str, args: Sequence[str], cwd: Path) -> None:
+    try:
+        done = subprocess.run([opa, *args], cwd=cwd, check=False, capture_output=True, text=True, timeout=300)
+    except OSError as exc:
+        raise BundleError(f"cannot run OPA ({opa}): {exc}") from None
+    if done.returncode != 0:
+        raise BundleError(f"opa {args[0]} failed:\n{(done.stderr or done.stdout).strip()}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build(
+    policies: Path,
+    output: Path,
+    *,
+    config: Path | None = None,
+    revision: str | None = None,
+    signing_key: Path | None = None,
+    signing_alg: str = DEFAULT_ALG,
+    key_id: str = DEFAULT_KEY_ID,
+    verification_key: Path | None = None,
+    unsigned: bool = False,
+    opa: str | None = None,
+) -> BuildResult:
+    """Stage, build with ``opa build -b``, sign, and check the result; see the module docstring."""
+    if signing_key is None and not unsigned:
+        raise BundleError("a --signing-key is required (sidecars refuse unsigned bundles); --unsigned for tests only")
+    if signing_key is not None and unsigned:
+        raise BundleError("--unsigned and --signing-key exclude each other")
+    if signing_key is not None and not signing_key.is_file():
+        raise BundleError(f"signing key {signing_key} does not exist")
+    if verification_key is not None and not verification_key.is_file():
+        raise BundleError(f"verification key {verification_key} does not exist")
+    if signing_alg not in SIGNING_ALGS:
+        raise BundleError(f"--signing-alg {signing_alg}: expected one of {', '.join(SIGNING_ALGS)}")
+    if not _KEY_ID.match(key_id):
+        raise BundleError(f"--key-id {key_id!r}: use letters, digits, '_', '-' and '.' (it names an OPA config key)")
+    try:
+        opa = opa or opa_binary()
+    except OpaNotFound as exc:
+        raise BundleError(str(exc)) from None
+    policies = policies.resolve()
+    output = output.resolve()
+    files, excluded = collect(policies)
+    revision = revision or default_revision(policies)
+
+    data: Any = {}
+    for relative in files:
+        if relative.name in _DATA_FILES:
+            shipped = _load_document(policies / relative)
+            if shipped is not None:
+                if not isinstance(shipped, dict):
+                    raise BundleError(f"{policies / relative}: expected a mapping")
+                data = _merge(data, shipped, "data")
+    metadata: dict[str, Any] = {"airflow_opa_mutation": {"version": __version__}}
+    if config is not None:
+        data = _merge(data, load_config(config), "data")
+        metadata["airflow_opa_mutation"]["config"] = {"file": config.name, "sha256": _sha256(config)}
+    _check_within_roots(data)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="aom-bundle-") as tmp:
+        stage = Path(tmp) / "bundle"
+        stage.mkdir()
+        for relative in files:
+            if relative.suffix == ".rego":
+                target = stage / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(policies / relative, target)
+        if data:
+            (stage / "data.json").write_text(json.dumps(data, indent=1, sort_keys=True))
+        manifest = {"revision": revision, "roots": list(ROOTS), "rego_version": 1, "metadata": metadata}
+        (stage / ".manifest").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        # Written next to the output and renamed into place once checked: a bundle server serving
+        # ``output`` never sees a half-written or unverified bundle.
+        pending = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+        args = ["build", "--bundle", ".", "--output", str(pending)]
+        if signing_key is not None:
+            claims = Path(tmp) / "claims.json"
+            # The key id travels in the signature's payload ("keyid"): a sidecar whose config names no
+            # bundles.<name>.signing.keyid picks this key from its `keys`, which is what lets old and
+            # new keys be trusted side by side during a rotation.
+            claims.write_text(json.dumps({"keyid": key_id}))
+            args += [
+                "--signing-key",
+                str(signing_key.resolve()),
+                "--signing-alg",
+                signing_alg,
+                "--claims-file",
+                str(claims),
+            ]
+        try:
+            _run_opa(opa, args, stage)
+            if verification_key is not None:
+                _run_opa(
+                    opa,
+                    [
+                        "build",
+                        "--bundle",
+                        str(pending),
+                        "--verification-key",
+                        str(verification_key.resolve()),
+                        "--verification-key-id",
+                        key_id,
+                        "--signing-alg",
+                        signing_alg,
+                        "--output",
+                        str(Path(tmp) / "verified.tar.gz"),
+                    ],
+                    Path(tmp),
+                )
+            _check_members(inspect(pending), signed=signing_key is not None)
+            os.replace(pending, output)
+        finally:
+            pending.unlink(missing_ok=True)
+    members = inspect(output)
+    return BuildResult(
+        output=output,
+        revision=revision,
+        roots=ROOTS,
+        files=sorted(members),
+        excluded=excluded,
+        signed=signing_key is not None,
+        key_id=key_id if signing_key is not None else None,
+        sha256=_sha256(output),
+    )
+
+
+def _check_within_roots(data: Any) -> None:
+    if not isinstance(data, dict):
+        raise BundleError("the bundle's data must be a mapping")
+    outside = [key for key in data if key != "airflow"]
+    airflow = data.get("airflow", {})
+    if isinstance(airflow, dict):
+        outside += [f"airflow.{key}" for key in airflow if key != "pod"]
+    else:
+        outside.append("airflow")
+    if outside:
+        raise BundleError(f"data outside the bundle root {ROOTS[0]}: {sorted(outside)}")
+
+
+def inspect(bundle: Path) -> dict[str, bytes]:
+    """The bundle's files (names without the leading '/'), read back from the tarball."""
+    members: dict[str, bytes] = {}
+    with tarfile.open(bundle, "r:gz") as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    members[member.name.lstrip("/")] = handle.read()
+    return members
+
+
+def manifest_of(bundle: Path) -> dict[str, Any]:
+    manifest = json.loads(inspect(bundle)[".manifest"])
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{bundle}: .manifest is not an object")
+    return manifest
+
+
+def _check_members(members: Mapping[str, bytes], *, signed: bool) -> None:
+    """Re-read what OPA wrote: a manifest with our roots, a signature, and nothing that should stay out."""
+    if ".manifest" not in members:
+        raise BundleError("opa build wrote no .manifest")
+    if signed and ".signatures.json" not in members:
+        raise BundleError("opa build wrote no .signatures.json")
+    leaked = [n for n in members if n.endswith(("_test.rego", ".sample")) or Path(n).name.lower().startswith("readme")]
+    if leaked:
+        raise BundleError(f"files that must stay out of the bundle got in: {leaked}")
+
+
+# -- key generation -----------------------------------------------------------------------------------------
+
+
+def keygen(directory: Path, key_id: str = DEFAULT_KEY_ID, bits: int = 3072) -> tuple[Path, Path]:
+    """Write ``<key_id>.pem`` (private, mode 0600) and ``<key_id>.pub.pem`` into ``directory``."""
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+    except ImportError:  # pragma: no cover - cryptography is in the test extra
+        raise BundleError(
+            "keygen needs the cryptography package; or: openssl genrsa -out key.pem 3072 && "
+            "openssl rsa -in key.pem -pubout -out key.pub.pem"
+        ) from None
+    if not _KEY_ID.match(key_id):
+        raise BundleError(f"--key-id {key_id!r}: use letters, digits, '_', '-' and '.'")
+    directory.mkdir(parents=True, exist_ok=True)
+    private, public = directory / f"{key_id}.pem", directory / f"{key_id}.pub.pem"
+    if private.exists():
+        raise BundleError(f"{private} exists; refusing to overwrite a signing key")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return private, public
+
+
+# -- command line -------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m airflow_opa_mutation.bundle", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build and sign the policy bundle")
+    b.add_argument("--policies", type=Path, default=Path("policies"), help="the policy library (default: policies)")
+    b.add_argument(
+        "--config",
+        type=Path,
+        help="the organisation's configuration, YAML or JSON: a data file (airflow: pod: config: ...) "
+        "or just the configuration (policies: ..., exempt: ...)",
+    )
+    b.add_argument("--revision", help="the bundle revision (default: git describe of the policies, else the version)")
+    b.add_argument("--signing-key", type=Path, help="PEM private key to sign with")
+    b.add_argument("--signing-alg", default=DEFAULT_ALG, choices=SIGNING_ALGS)
+    b.add_argument(
+        "--key-id", default=DEFAULT_KEY_ID, help=f"key name sidecars know the key by (default {DEFAULT_KEY_ID})"
+    )
+    b.add_argument("--verification-key", type=Path, help="PEM public key: check the built bundle verifies with it")
+    b.add_argument("--unsigned", action="store_true", help="build without a signature (local experiments only)")
+    b.add_argument("-o", "--output", type=Path, default=Path("build/bundle/bundle.tar.gz"))
+    b.add_argument("--opa", help="the OPA binary (default: $AOM_OPA_BIN, .tools/bin/opa, opa on PATH)")
+    k = sub.add_parser("keygen", help="generate an RSA signing key pair")
+    k.add_argument("--out", type=Path, default=Path("build/bundle-keys"))
+    k.add_argument("--key-id", default=DEFAULT_KEY_ID)
+    k.add_argument("--bits", type=int, default=3072)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "keygen":
+            private, public = keygen(args.out, args.key_id, args.bits)
+            print(f"private key: {private} (keep it secret)\npublic key:  {public} (give it to every sidecar)")
+            return 0
+        result = build(
+            args.policies,
+            args.output,
+            config=args.config,
+            revision=args.revision,
+            signing_key=args.signing_key,
+            signing_alg=args.signing_alg,
+            key_id=args.key_id,
+            verification_key=args.verification_key,
+            unsigned=args.unsigned,
+            opa=args.opa,
+        )
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The bundle builder: what goes into the bundle, the manifest, the signature, and what it refuses.
+
+Every bundle here is built by the real ``opa build`` and read back from the tarball.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_opa_mutation import bundle
+
+from ..conftest import POLICIES, REPO
+from .conftest import KEY_ID, MARKER, Keys, org_config, record
+
+
+def _claims(members: dict[str, bytes]) -> tuple[dict, dict]:
+    token = json.loads(members[".signatures.json"])["signatures"][0]
+    header, payload, _ = token.split(".")
+
+    def decode(part: str) -> dict:
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+    return decode(header), decode(payload)
+
+
+def test_bundle_holds_policies_and_config_but_no_tests_samples_or_readmes(make_bundle, tmp_path):
+    built = make_bundle("rev-1")
+    members = bundle.inspect(built)
+    names = set(members)
+
+    sources = {p.relative_to(POLICIES).as_posix() for p in POLICIES.rglob("*.rego") if not p.name.endswith("_test.rego")}
+    assert sources, "the policy library is empty?"
+    assert sources <= names
+    assert not [n for n in names if n.endswith("_test.rego")]
+    assert not [n for n in names if n.endswith(".sample") or "/samples/" in n]
+    assert not [n for n in names if Path(n).name.lower().startswith("readme")]
+    assert "mask.rego" not in {Path(n).name for n in names}, "the decision-log mask stays on the sidecar"
+    assert names - sources == {".manifest", ".signatures.json", "data.json"}
+
+    manifest = json.loads(members[".manifest"])
+    assert manifest["revision"] == "rev-1"
+    assert manifest["roots"] == ["airflow/pod"]
+    assert manifest["rego_version"] == 1
+    assert manifest["metadata"]["airflow_opa_mutation"]["config"]["sha256"]
+
+    data = json.loads(members["data.json"])
+    assert set(data) == {"airflow"} and set(data["airflow"]) == {"pod"}
+    config = data["airflow"]["pod"]["config"]
+    assert config["policies"]["env_injection"]["params"]["env"] == {MARKER: "rev-1"}
+    assert config["exempt"] == {}, "the shipped policies/data.yaml is merged in"
+    record("bundle", "size of the signed bundle (policies/ + test config)", built.stat().st_size / 1024, "KiB")
+
+
+def test_signature_covers_every_file_and_names_its_key(make_bundle):
+    members = bundle.inspect(make_bundle("rev-1"))
+    header, payload = _claims(members)
+    assert header["alg"] == "RS256"
+    assert payload["keyid"] == KEY_ID
+    signed = {entry["name"].lstrip("/") for entry in payload["files"]}
+    assert signed == set(members) - {".signatures.json"}
+
+
+def test_opa_verifies_with_the_public_key_and_rejects_another(make_bundle, keys: Keys, tmp_path):
+    built = make_bundle("rev-1")
+    opa = bundle.opa_binary()
+
+    def verify(public: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [opa, "build", "-b", str(built), "--verification-key", str(public), "--verification-key-id", KEY_ID,
+             "-o", str(tmp_path / "check.tar.gz")],
+            check=False, capture_output=True, text=True,
+        )
+
+    assert verify(keys.public).returncode == 0
+    wrong = verify(keys.other_public)
+    assert wrong.returncode != 0
+    assert "failed to verify JWT signature" in wrong.stdout + wrong.stderr
+
+
+def test_build_checks_the_signature_when_given_the_public_key(keys: Keys, tmp_path):
+    ok = bundle.build(POLICIES, tmp_path / "ok.tar.gz", revision="r", signing_key=keys.private,
+                      verification_key=keys.public)
+    assert ok.signed and ok.key_id == KEY_ID
+    published = ok.output.read_bytes()
+    with pytest.raises(bundle.BundleError, match="opa build failed"):
+        bundle.build(POLICIES, ok.output, revision="r2", signing_key=keys.private,
+                     verification_key=keys.other_public)
+    # A bundle that fails its check never replaces the published one, and no temporary file is left.
+    assert ok.output.read_bytes() == published
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.tar.gz"]
+
+
+def test_signing_is_required_unless_explicitly_unsigned(tmp_path):
+    with pytest.raises(bundle.BundleError, match="signing-key is required"):
+        bundle.build(POLICIES, tmp_path / "b.tar.gz", revision="r")
+    unsigned = bundle.build(POLICIES, tmp_path / "u.tar.gz", revision="r", unsigned=True)
+    assert not unsigned.signed
+    assert ".signatures.json" not in bundle.inspect(unsigned.output)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"airflow": {"pod": {"config": {}}}, "policies": {}}, r"only data\.airflow\.pod\.config.*not both"),
+        ({"airflow": {"pod": {"config": {}, "policies": {}}}}, r"only data\.airflow\.pod\.config"),
+        ({"airflow": {"log": {}}}, r"only data\.airflow\.pod\.config"),
+        ({"airflow": {"pod": {"config": {"exempt": []}}}}, "set both by the shipped"),
+        ({"exempt": []}, "set both by the shipped"),
+        ({"airflow": {"pod": {"config": []}}}, "must be a mapping"),
+        ([1, 2], "expected a mapping"),
+    ],
+)
+def test_bad_configuration_is_refused(keys: Keys, tmp_path, document, message):
+    config = tmp_path / "org.json"
+    config.write_text(json.dumps(document))
+    with pytest.raises(bundle.BundleError, match=message):
+        bundle.build(POLICIES, tmp_path / "b.tar.gz", config=config, revision="r", signing_key=keys.private)
+    assert not (tmp_path / "b.tar.gz").exists()
+
+
+def test_yaml_configuration_as_a_data_file_or_as_the_delta_the_cli_takes(keys: Keys, tmp_path):
+    """The opa-run data file form and the CLI's --config delta form build the same bundle data."""
+    data_file = tmp_path / "org-data.yaml"
+    data_file.write_text("airflow:\n  pod:\n    config:\n      exempt:\n        namespaces: [kube-system]\n")
+    delta = tmp_path / "org-delta.yaml"
+    delta.write_text("exempt:\n  namespaces: [kube-system]\n")
+    built = [
+        json.loads(bundle.inspect(bundle.build(POLICIES, tmp_path / f"{c.stem}.tar.gz", config=c, revision="r",
+                                               signing_key=keys.private).output)["data.json"])
+        for c in (data_file, delta)
+    ]
+    assert built[0] == built[1]
+    assert built[0]["airflow"]["pod"]["config"]["exempt"] == {"namespaces": ["kube-system"]}
+
+
+def test_nested_data_files_and_rego_outside_the_root_are_refused(keys: Keys, tmp_path):
+    policies = tmp_path / "policies"
+    (policies / "p").mkdir(parents=True)
+    (policies / "p" / "policy.rego").write_text("package airflow.pod.p\n\nx := 1\n")
+    (policies / "p" / "data.json").write_text("{}")
+    with pytest.raises(bundle.BundleError, match="data files below the top"):
+        bundle.build(policies, tmp_path / "b.tar.gz", revision="r", signing_key=keys.private)
+    (policies / "p" / "data.json").unlink()
+    (policies / "p" / "other.rego").write_text("package elsewhere\n\ny := 2\n")
+    with pytest.raises(bundle.BundleError, match="opa build failed"):  # OPA itself enforces the roots
+        bundle.build(policies, tmp_path / "b.tar.gz", revision="r", signing_key=keys.private)
+
+
+def test_default_revision_is_git_describe_else_the_version(tmp_path):
+    described = subprocess.run(["git", "-C", str(POLICIES), "describe", "--tags", "--always", "--dirty"],
+                               check=False, capture_output=True, text=True)
+    if described.returncode == 0:
+        assert bundle.default_revision(POLICIES) == described.stdout.strip()
+    outside = tmp_path / "not-a-repo"
+    outside.mkdir()
+    assert bundle.default_revision(outside) == bundle.__version__
+
+
+def test_module_main_and_the_script_wrapper(keys: Keys, tmp_path, capsys):
+    config = org_config(tmp_path, "cli")
+    out = tmp_path / "cli.tar.gz"
+    code = bundle.main(["build", "--policies", str(POLICIES), "--config", str(config), "--revision", "cli-1",
+                        "--signing-key", str(keys.private), "--verification-key", str(keys.public), "-o", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "revision cli-1" in printed and "tests" in printed and "samples" in printed
+    assert bundle.manifest_of(out)["revision"] == "cli-1"
+
+    assert bundle.main(["build", "--policies", str(POLICIES), "-o", str(tmp_path / "x.tar.gz")]) == 1
+    assert "signing-key is required" in capsys.readouterr().err
+
+    script = subprocess.run(
+        [str(REPO / "scripts" / "bundle-build"), "--signing-key", str(keys.private), "--revision", "script-1",
+         "-o", str(tmp_path / "script.tar.gz")],
+        check=False, capture_output=True, text=True, cwd=REPO,
+    )
+    assert script.returncode == 0, script.stderr
+    assert bundle.manifest_of(tmp_path / "script.tar.gz")["revision"] == "script-1"
+
+    module = subprocess.run(
+        [sys.executable, "-m", "airflow_opa_mutation.bundle", "keygen", "--out", str(tmp_path / "k"), "--bits", "2048"],
+        check=False, capture_output=True, text=True,
+    )
+    assert module.returncode == 0, module.stderr
+    assert (tmp_path / "k" / f"{KEY_ID}.pem").stat().st_mode & 0o777 == 0o600
+    again = bundle.main(["keygen", "--out", str(tmp_path / "k"), "--bits", "2048"])
+    assert again == 1, "an existing signing key is never overwritten"

@@ -1,0 +1,104 @@
+"""deploy/ and docker-compose.yml against real OPA processes: the compose collector, the sidecar command,
+the configuration's refusal to run without a verification key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import requests
+import yaml
+
+from airflow_opa_mutation.local_opa import free_port, opa_binary
+
+from ..conftest import REPO, decision_policy
+from .conftest import CONFIG, RESOURCE, injected_marker, secret_pod, wait_active
+
+COLLECTOR = REPO / "deploy" / "collector" / "collector.py"
+
+
+def test_compose_collector_prints_opas_decision_events(start_opa, make_hook, pod, tmp_path):
+    port = free_port()
+    out = (tmp_path / "collector.out").open("w+")
+    process = subprocess.Popen([sys.executable, str(COLLECTOR), "--host", "127.0.0.1", "--port", str(port)],
+                               stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "collector did not start"
+            time.sleep(0.05)
+        opa = start_opa(
+            decision_policy('decision := {"patch": [{"op": "add", "path": "/metadata/labels/x", "value": "y"}]}'),
+            paths=[REPO / "deploy" / "opa" / "mask.rego"],
+            args=["--set", f"services.c.url=http://127.0.0.1:{port}", "--set", "decision_logs.service=c",
+                  "--set", "decision_logs.reporting.min_delay_seconds=1",
+                  "--set", "decision_logs.reporting.max_delay_seconds=1"],
+        )
+        outcome = make_hook(opa).evaluate(pod)
+        decision_id = outcome.decision.decision_id
+        deadline = time.monotonic() + 15
+        while True:
+            out.seek(0)
+            lines = [json.loads(line) for line in out.read().splitlines() if line.startswith("{")]
+            events = [e for e in lines if e.get("kind") == "decision" and e.get("decision_id") == decision_id]
+            if events:
+                break
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.1)
+        assert "/input/pod/spec/containers/0/env/0/value" in events[0]["erased"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        out.close()
+
+
+def test_sidecar_refuses_to_start_without_the_public_key(tmp_path):
+    """deploy/opa/config.yaml declares the key; forgetting --set-file is a start-up error, not a silent
+    sidecar that would accept any bundle."""
+    done = subprocess.run(
+        [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{free_port()}", "--config-file", str(CONFIG),
+         "--set", f"persistence_directory={tmp_path}"],
+        check=False, capture_output=True, text=True, timeout=30,
+        env={**os.environ, "AOM_BUNDLE_SERVICE_URL": "http://127.0.0.1:9", "AOM_DECISION_LOG_SERVICE_URL": "http://127.0.0.1:9"},
+    )
+    assert done.returncode != 0
+    assert "no keys provided for key ID airflow_bundle" in done.stdout + done.stderr
+
+
+def test_the_compose_sidecar_command_runs_on_a_real_opa(start_opa, bundle_server, collector, make_bundle, keys,
+                                                        make_hook, monkeypatch):
+    """docker-compose.yml's `opa` command, verbatim except the container paths (mapped back to the repo's
+    files through its volumes), the service hosts (loopback servers instead of compose's DNS names) and a
+    1 s decision-log upload delay (instead of 5-15 s)."""
+    service = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["opa"]
+    mounts = {v.split(":")[1]: REPO / v.split(":")[0] for v in service["volumes"]}
+    mounts["/etc/opa/keys/airflow_bundle.pub.pem"] = keys.public  # scripts/bundle-build keygen's output there
+
+    def host(arg: str) -> str:
+        for container, path in mounts.items():
+            arg = arg.replace(container, str(path))
+        return arg
+
+    command = [host(arg) for arg in service["command"]]
+    assert command[:2] == ["run", "--server"]
+    at = command.index("--addr")
+    args = command[2:at] + command[at + 2:-1]
+    args += ["--set", "decision_logs.reporting.min_delay_seconds=1", "--set", "decision_logs.reporting.max_delay_seconds=1"]
+    for name, value in service["environment"].items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.setenv("AOM_BUNDLE_SERVICE_URL", bundle_server.url)
+    monkeypatch.setenv("AOM_DECISION_LOG_SERVICE_URL", collector.url)
+    bundle_server.publish(RESOURCE, make_bundle("rev-compose"))
+
+    opa = start_opa(paths=[command[-1]], args=args)
+    wait_active(opa, "rev-compose")
+    assert injected_marker(make_hook(opa).evaluate(secret_pod()).after) == "rev-compose"
+    collector.wait_for(lambda c: [e for e in c.events if e["labels"].get("deployment") == "docker-compose"])
