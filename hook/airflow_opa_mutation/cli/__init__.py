@@ -47,6 +47,22 @@ cli.add_command(scan.scan)
 cli.add_command(doctor.doctor)
 
 
+@cli.command(
+    "bundle",
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bundle(args: tuple[str, ...]) -> None:
+    """Build a signed OPA bundle of the policies (bundle build ...) or make a key pair (bundle keygen ...).
+
+    The same tool as scripts/bundle-build; `bundle build --help` lists its options.
+    """
+    from .. import bundle as bundle_tool
+
+    sys.exit(bundle_tool.main(list(args)))
+
+
 def main() -> None:
     """The console script's entry point: an unexpected exception is a runtime error (2), never a verdict (1)."""
     try:
