@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,9 @@ from urllib3.exceptions import (
 )
 
 from . import _json
+from ._deadline import WATCHDOG, DeadlineHTTPConnection, DeadlineHTTPSConnection, Guard
 from .config import Settings
-from .errors import OpaUnavailable, PodRef
+from .errors import ConfigError, OpaUnavailable, PatchRejected, PodRef
 
 #: Statuses worth another try within the deadline: OPA (or a proxy in front of it) was briefly sick.
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
@@ -49,6 +51,15 @@ class OpaResponse:
     status: int
     elapsed: float
     attempts: int
+
+
+_BAD_TOKEN = "contains characters an HTTP header cannot carry (a line break or control character?)"
+
+
+def _header_safe(token: str) -> bool:
+    """Whether ``token`` can go into an Authorization header as is. Otherwise http.client raises a
+    ValueError quoting the header, token and all: an untyped error with the secret in its message."""
+    return all(" " <= ch <= "~" for ch in token)
 
 
 class _TokenFile:
@@ -133,10 +144,25 @@ class DecisionClient:
         self._pool: urllib3.HTTPConnectionPool | None = None
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if settings.token:
+            if not _header_safe(settings.token):
+                # Never echo the value: it is a secret (and ConfigError prints the value it is given).
+                raise ConfigError("token", "<redacted>", _BAD_TOKEN)
             self._headers["Authorization"] = f"Bearer {settings.token}"
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
+        _CLIENTS.add(self)
 
     # -- the connection pool, rebuilt in a forked child ------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        """A lock another thread held at ``fork()`` stays locked forever in the child: replace them all.
+
+        Only the forking thread exists in the child, so nothing else can be using them right now.
+        """
+        self._lock = threading.Lock()
+        self.breaker._lock = threading.Lock()
+        self.breaker._probing = False  # a probe in flight belonged to a parent thread
+        if self._token_file is not None:
+            self._token_file._lock = threading.Lock()
 
     def _client(self) -> _UpstreamClient:
         self._ensure_fresh()
@@ -160,9 +186,12 @@ class DecisionClient:
 
     def _build_pool(self) -> urllib3.HTTPConnectionPool:
         s = self.settings
+        pool: urllib3.HTTPConnectionPool
         if not self._https:
-            return urllib3.HTTPConnectionPool(self._host, self._port, maxsize=64, block=False, retries=False)
-        return urllib3.HTTPSConnectionPool(
+            pool = urllib3.HTTPConnectionPool(self._host, self._port, maxsize=64, block=False, retries=False)
+            pool.ConnectionCls = DeadlineHTTPConnection  # the deadline covers reading the answer too
+            return pool
+        pool = urllib3.HTTPSConnectionPool(
             self._host,
             self._port,
             maxsize=64,
@@ -173,6 +202,8 @@ class DecisionClient:
             cert_file=s.client_cert,
             key_file=s.client_key,
         )
+        pool.ConnectionCls = DeadlineHTTPSConnection
+        return pool
 
     def _build_upstream(self) -> _UpstreamClient:
         s = self.settings
@@ -216,8 +247,21 @@ class DecisionClient:
         params: str = "",
         pod: PodRef | None = None,
     ) -> OpaResponse:
-        """POST ``{"input": payload}`` and return the parsed body; every failure is :class:`OpaUnavailable`."""
-        body = _json.dumps({"input": payload})
+        """POST ``{"input": payload}`` and return the parsed body; every failure is :class:`OpaUnavailable`.
+
+        An input that is not JSON at all (a string with a lone surrogate, as ``surrogateescape`` decoding
+        makes of undecodable bytes; an integer beyond 64 bits) is :class:`PatchRejected`, the error the
+        hook gives a pod it cannot serialize: the JSON encoder's bare TypeError/ValueError would escape
+        the hook's error handling, fail_mode=open included.
+        """
+        try:
+            body = _json.dumps({"input": payload})
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise PatchRejected(
+                f"the pod cannot be serialized: not valid JSON ({type(exc).__name__}: {exc})",
+                pod=pod,
+                decision_path=self.settings.decision_path,
+            ) from None
         return self.post(body, params=params, pod=pod)
 
     def post(self, body: bytes, *, params: str = "", pod: PodRef | None = None) -> OpaResponse:
@@ -275,8 +319,27 @@ class DecisionClient:
             raise _Retryable(f"OPA did not answer within timeout = {self.settings.timeout}s", timed_out=True)
         headers = self._headers
         if self._token_file is not None:
-            headers = {**headers, "Authorization": f"Bearer {self._token_file.get()}"}
+            token = self._token_file.get()
+            if not _header_safe(token):
+                raise OpaUnavailable(f"the token in token_file {self.settings.token_file}: {_BAD_TOKEN}")
+            headers = {**headers, "Authorization": f"Bearer {token}"}
         path = self._path + url[len(self.decision_url) :]
+        # Socket timeouts bound each read, not the exchange: the watchdog enforces the deadline on it.
+        # A read cut short can also look like a short, complete answer: ``fired`` decides, not the error.
+        with WATCHDOG.guard(deadline) as guard:
+            try:
+                answer = self._exchange(path, body, headers, deadline=deadline, guard=guard)
+            except (_Retryable, OpaUnavailable):
+                if not guard.fired:
+                    raise
+            if not guard.fired:
+                return answer
+        raise _Retryable(f"OPA did not answer within timeout = {self.settings.timeout}s", timed_out=True)
+
+    def _exchange(
+        self, path: str, body: bytes, headers: dict[str, str], *, deadline: float, guard: Guard
+    ) -> tuple[int, bytes]:
+        remaining = max(deadline - time.monotonic(), 0.001)
         try:
             response = self._decision_pool().urlopen(
                 "POST",
@@ -303,6 +366,7 @@ class DecisionClient:
             response.close()  # unread bytes must not reach the next request on this connection
             raise
         finally:
+            WATCHDOG.disarm(guard)  # before the connection can serve another request
             response.release_conn()
         status = response.status
         if status in RETRY_STATUSES and not _is_policy_error(raw):
@@ -322,7 +386,8 @@ class DecisionClient:
         limit = self.settings.max_response_bytes
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            response.drain_conn()
+            # Not drained: reading a body this size is what the limit is there to avoid. The caller
+            # closes the connection instead.
             raise OpaUnavailable(f"OPA's response of {declared} bytes exceeds max_response_bytes = {limit}")
         chunks = []
         size = 0
@@ -345,6 +410,17 @@ class DecisionClient:
         return b"".join(chunks)
 
 
+_CLIENTS: weakref.WeakSet[DecisionClient] = weakref.WeakSet()
+
+
+def _reset_clients_in_child() -> None:
+    for client in list(_CLIENTS):
+        client._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_clients_in_child)
+
+
 class _Retryable(Exception):
     def __init__(self, message: str, status: int | None = None, *, timed_out: bool = False) -> None:
         self.message = message
@@ -362,6 +438,11 @@ def _root_cause(exc: BaseException) -> str:
             break
         seen = nxt
     text = str(seen) or type(seen).__name__
+    verify = getattr(seen, "verify_message", None)
+    if isinstance(verify, str) and verify:
+        # ssl.SSLCertVerificationError: its ``reason`` is only CERTIFICATE_VERIFY_FAILED; the verify
+        # message says which problem it is (unknown issuer, host name mismatch, expired, ...).
+        return f"certificate verify failed: {verify}"[:300]
     reason = getattr(seen, "reason", None)
     if reason is not None and str(reason):
         text = str(reason)
