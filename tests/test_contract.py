@@ -463,3 +463,6 @@ def test_require_bundles_refuses_an_opa_without_its_bundle(start_opa, make_hook,
         make_hook(opa, require_bundles=True)(pod)
     assert pod.to_dict() == before
     make_hook(opa)(pod)  # without the requirement the locally loaded policy answers
+    opa.stop()
+    with pytest.raises(OpaUnavailable, match="cannot connect to OPA"):  # unreachable is not "no bundle"
+        make_hook(opa, require_bundles=True, timeout=0.3)(pod)

@@ -163,13 +163,7 @@ class MutationHook:
         """
         if not self.settings.require_bundles or self._bundles_ready:
             return
-        if not self.client.healthy({"bundles": True}):
-            raise OpaUnavailable(
-                "OPA is not ready: it has not activated its bundles yet (/health?bundles=true did not answer "
-                f"200; see OPA's log for the bundle's download or signature errors) ({self.client.health_url})",
-                pod=ref,
-                decision_path=self.settings.decision_path,
-            )
+        self.client.require_bundles(pod=ref)
         self._bundles_ready = True
 
     # -- acting on an outcome ---------------------------------------------------------------------------

@@ -138,6 +138,7 @@ class DecisionClient:
         self.health_url = f"{settings.url}/health"
         self._token_file = _TokenFile(settings.token_file) if settings.token_file else None
         self._path = f"{parts.path.rstrip('/')}/v1/data/{settings.decision_path}"
+        self._health_path = f"{parts.path.rstrip('/')}/health?bundles=true"
         self._lock = threading.Lock()
         self._pid = -1
         self._upstream: _UpstreamClient | None = None
@@ -240,6 +241,53 @@ class DecisionClient:
     def healthy(self, query: dict[str, bool] | None = None) -> bool:
         return bool(self._client().check_health(query=query, diagnostic_url=self.health_url))
 
+    def _request_headers(self) -> dict[str, str]:
+        """The headers of one request: a token from ``token_file`` is re-read (rotated secrets)."""
+        if self._token_file is None:
+            return self._headers
+        token = self._token_file.get()
+        if not _header_safe(token):
+            raise OpaUnavailable(f"the token in token_file {self.settings.token_file}: {_BAD_TOKEN}")
+        return {**self._headers, "Authorization": f"Bearer {token}"}
+
+    def require_bundles(self, *, pod: PodRef | None = None) -> None:
+        """Raise :class:`OpaUnavailable` unless OPA has activated all its bundles (``/health?bundles``).
+
+        Goes through the decision pool, the breaker and ``timeout`` like a decision, and tells an OPA
+        that is unreachable apart from one that answers but is still without its bundles.
+        """
+        refused = self.breaker.admit()
+        if refused is not None:
+            raise self._unavailable(refused, None, pod)
+        ok = False
+        try:
+            try:
+                response = self._decision_pool().urlopen(
+                    "GET",
+                    self._health_path,
+                    headers=self._request_headers(),
+                    timeout=urllib3.Timeout(connect=self.settings.timeout, read=self.settings.timeout),
+                    retries=False,
+                    redirect=False,
+                    assert_same_host=False,
+                )
+            except (NewConnectionError, ProtocolError, ConnectionError) as exc:
+                raise self._unavailable(f"cannot connect to OPA: {_root_cause(exc)}", None, pod) from None
+            except _Urllib3Error as exc:
+                raise self._unavailable(f"OPA's health check failed: {_root_cause(exc)}", None, pod) from None
+            ok = True  # OPA answered: a missing bundle is not a transport failure for the breaker
+            if response.status != 200:
+                raise OpaUnavailable(
+                    f"OPA is not ready: it has not activated its bundles yet ({self.health_url}?bundles=true "
+                    f"answered HTTP {response.status}: {_error_text(response.data)}; see OPA's log for the "
+                    "bundle's download or signature errors)",
+                    status=response.status,
+                    pod=pod,
+                    decision_path=self.settings.decision_path,
+                )
+        finally:
+            self.breaker.record(ok)
+
     def query(
         self,
         payload: dict[str, Any],
@@ -317,12 +365,7 @@ class DecisionClient:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _Retryable(f"OPA did not answer within timeout = {self.settings.timeout}s", timed_out=True)
-        headers = self._headers
-        if self._token_file is not None:
-            token = self._token_file.get()
-            if not _header_safe(token):
-                raise OpaUnavailable(f"the token in token_file {self.settings.token_file}: {_BAD_TOKEN}")
-            headers = {**headers, "Authorization": f"Bearer {token}"}
+        headers = self._request_headers()
         path = self._path + url[len(self.decision_url) :]
         # Socket timeouts bound each read, not the exchange: the watchdog enforces the deadline on it.
         # A read cut short can also look like a short, complete answer: ``fired`` decides, not the error.
