@@ -55,7 +55,6 @@ class Outcome:
     error: OpaMutationError | None = None
     duration: float = 0.0
     applied: bool = False
-    skipped: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
