@@ -33,27 +33,50 @@ class DecodeError(ValueError):
 # ---------------------------------------------------------------------------------------------- encode
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_ENCODE_MAPS: dict[type, tuple[tuple[str, str, str], ...]] = {}
+
+
+def _encode_map(klass: type) -> tuple[tuple[str, str, str], ...]:
+    """(attribute, the private slot its property reads, JSON key) for one classic model class."""
+    fields = _ENCODE_MAPS.get(klass)
+    if fields is None:
+        attribute_map: dict[str, str] = klass.attribute_map  # type: ignore[attr-defined]
+        fields = tuple((attr, f"_{attr}", attribute_map[attr]) for attr in klass.openapi_types)  # type: ignore[attr-defined]
+        _ENCODE_MAPS[klass] = fields
+    return fields
+
+
 def _encode_classic(obj: Any) -> JSON:
-    """``ApiClient.sanitize_for_serialization`` without its per-call generic dispatch overhead."""
-    if obj is None or isinstance(obj, (str, int, float, bool)):
+    """``ApiClient.sanitize_for_serialization`` without its per-call generic dispatch overhead.
+
+    A classic model's properties only return a private slot (``name`` -> ``_name``): read the slots
+    from ``__dict__`` (falling back to the property), through a per-class map built once.
+    """
+    kind = type(obj)
+    if kind in _PLAIN:
         return obj
-    if isinstance(obj, list):
+    if kind is list or kind is tuple:
         return [_encode_classic(item) for item in obj]
-    if isinstance(obj, tuple):
+    if kind is dict:
+        return {key: _encode_classic(value) for key, value in obj.items()}
+    if hasattr(kind, "attribute_map") and hasattr(kind, "openapi_types"):
+        slots = obj.__dict__
+        out = {}
+        for attr, private, key in _encode_map(kind):
+            value = slots[private] if private in slots else getattr(obj, attr)
+            if value is not None:
+                out[key] = _encode_classic(value)
+        return out
+    if isinstance(obj, (str, int, float, bool)):  # subclasses of the plain types
+        return obj
+    if isinstance(obj, (list, tuple)):
         return [_encode_classic(item) for item in obj]
     if isinstance(obj, dict):
         return {key: _encode_classic(value) for key, value in obj.items()}
     if isinstance(obj, (datetime.datetime, datetime.date)):
         return obj.isoformat()
-    attribute_map = getattr(obj, "attribute_map", None)
-    if attribute_map is None:
-        raise DecodeError(f"cannot encode a {type(obj).__name__} inside a pod")
-    out = {}
-    for attr in obj.openapi_types:
-        value = getattr(obj, attr)
-        if value is not None:
-            out[attribute_map[attr]] = _encode_classic(value)
-    return out
+    raise DecodeError(f"cannot encode a {type(obj).__name__} inside a pod")
 
 
 def _encode_pydantic(obj: Any) -> JSON:
@@ -179,9 +202,11 @@ def decode(doc: JSON, *, changed: Iterable[str] | None = None) -> Any:
         raise
     except Exception as exc:
         raise DecodeError(*_describe_build_error(exc)) from exc
-    again = encode(pod)
-    for root in [""] if changed is None else changed:
-        want, got = resolve(doc, root), resolve(again, root)
+    roots = [""] if changed is None else list(changed)
+    again = encode(pod) if PYDANTIC_MODELS or "" in roots else None  # a pydantic dump is cheap
+    for root in roots:
+        want = resolve(doc, root)
+        got = resolve(again, root) if again is not None else _encode_classic_at(pod, root)
         if want is not MISSING and got is not MISSING and _json.canonical(want) == _json.canonical(got):
             continue  # the common case, decided in C; the walk below only explains a difference
         difference = first_difference(want, got, root)
@@ -192,6 +217,25 @@ def decode(doc: JSON, *, changed: Iterable[str] | None = None) -> Any:
 
 
 MISSING: Any = object()
+
+
+def _encode_classic_at(pod: Any, pointer: str) -> JSON:
+    """Encode only the part of a classic-model pod at ``pointer`` (a pointer into its JSON)."""
+    value = pod
+    for token in pointer.split("/")[1:]:
+        key = token.replace("~1", "/").replace("~0", "~")
+        if hasattr(type(value), "openapi_types"):
+            field = _field_map(type(value)).get(key)
+            value = getattr(value, field[0]) if field is not None else None
+        elif isinstance(value, dict):
+            value = value.get(key)
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            value = None
+        if value is None:
+            return MISSING
+    return _encode_classic(value)
 
 
 def resolve(doc: JSON, pointer: str) -> JSON:
