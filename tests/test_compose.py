@@ -92,3 +92,16 @@ def test_docker_compose_config_validates():
     result = subprocess.run([*command, "-f", str(REPO / "docker-compose.yml"), "config", "--quiet"],
                             check=False, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_airflow_service_is_the_official_image_with_this_package_and_points_at_the_sidecar():
+    services = _compose()["services"]
+    airflow = services["airflow"]
+    dockerfile = (REPO / airflow["build"]["dockerfile"]).read_text()
+    assert f"FROM apache/airflow:{pinned('AIRFLOW_VERSION')}" in dockerfile
+    assert "pip install" in dockerfile and "/opt/airflow-opa-mutation" in dockerfile
+    env = airflow["environment"]
+    assert env["AIRFLOW__OPA_MUTATION__URL"] == "http://opa:8181"
+    assert "opa" in airflow["depends_on"]
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert "!hook/" in ignored and "!pyproject.toml" in ignored  # the build context holds the package
