@@ -2,15 +2,15 @@
 
 Run it through scripts/demo (which installs OPA and the Python environment first):
     scripts/demo                      # the shipped policies with their shipped configuration
-    scripts/demo --config my.yaml     # the same policies with your configuration instead
+    scripts/demo --config my.yaml     # the same policies with your configuration delta (see policies/README.md)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -43,27 +43,31 @@ def colored_diff(diff: str) -> str:
     return "\n".join(lines)
 
 
-def policies_with(config: Path | None) -> Path:
-    """policies/ as shipped, or a temporary copy whose configuration file is replaced by ``config``."""
+def config_data(config: Path | None, scratch: Path) -> list[Path]:
+    """Extra OPA data for ``--config``: the file as OPA loads it (``airflow: pod: config: ...``), or just its
+    ``policies:``/``exempt:`` part, which is then put under ``airflow.pod.config``."""
     if config is None:
-        return REPO / "policies"
-    copy = Path(tempfile.mkdtemp(prefix="demo-policies-")) / "policies"
-    shutil.copytree(REPO / "policies", copy)
-    shutil.copyfile(config, copy / "config" / "data.yaml")
-    return copy
+        return []
+    document = yaml.safe_load(config.read_text()) or {}
+    if "airflow" not in document:
+        document = {"airflow": {"pod": {"config": document}}}
+    data = scratch / "config.json"
+    data.write_text(json.dumps(document))
+    return [data]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, help="a policy configuration file to use instead of the shipped one")
+    parser.add_argument("--config", type=Path, help="a policy configuration delta (policies/README.md, Configuration)")
     parser.add_argument("pods", nargs="*", type=Path, help="pod sample files (default: scripts/demo-pods/*.yaml)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="    %(levelname)s %(message)s")
 
-    policies = policies_with(args.config)
     files = args.pods or sorted(PODS.glob("*.yaml"))
-    with LocalOpa([policies]) as opa:
-        print(paint(f"OPA {opa.url} serving {policies}", "1"))
+    scratch = Path(tempfile.mkdtemp(prefix="demo-"))
+    with LocalOpa([REPO / "policies", *config_data(args.config, scratch)]) as opa:
+        where = f" with configuration {args.config}" if args.config else " with the shipped configuration"
+        print(paint(f"OPA {opa.url} serving policies/{where}", "1"))
         hook = MutationHook(Settings(url=opa.url))
         outcomes = {"mutated": 0, "unchanged": 0, "denied": 0}
         for path in files:
