@@ -125,6 +125,18 @@ def process_hook() -> Iterator[Callable[..., MutationHook]]:
         current.close()
 
 
+def assert_hardened_by_the_library(pod: Any) -> None:
+    """The shipped library's default mutations reached the pod, as kubernetes models."""
+    base = pod.spec.containers[0]
+    assert base.name == "base"
+    assert isinstance(base.security_context, k8s.V1SecurityContext)
+    assert base.security_context.run_as_non_root is True
+    assert base.security_context.allow_privilege_escalation is False
+    assert base.security_context.capabilities.drop == ["ALL"]
+    assert base.security_context.seccomp_profile.type == "RuntimeDefault"
+    assert pod.spec.automount_service_account_token is False
+
+
 def echoed(pod: Any) -> dict[str, Any]:
     """The ``input.airflow`` the echo policy saw for ``pod``."""
     return json.loads(pod.metadata.annotations[ECHO_ANNOTATION])

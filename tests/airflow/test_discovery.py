@@ -12,7 +12,7 @@ from kubernetes import client as k8s
 from airflow_opa_mutation import AUDIT_ANNOTATION, PodDenied, plugin
 
 from ..conftest import worker_pod
-from .conftest import airflow_env, run_airflow
+from .conftest import airflow_env, assert_hardened_by_the_library, run_airflow
 
 pytestmark = pytest.mark.airflow
 
@@ -53,12 +53,7 @@ def test_airflow_settings_pod_mutation_hook_applies_the_library_decision(library
     original = pod
     settings.pod_mutation_hook(pod)  # what PodGenerator and the KubernetesPodOperator call
     assert pod is original
-    base = pod.spec.containers[0]
-    assert isinstance(base.security_context, k8s.V1SecurityContext)
-    assert base.security_context.run_as_non_root is True
-    assert base.security_context.allow_privilege_escalation is False
-    assert base.security_context.capabilities.drop == ["ALL"]
-    assert pod.spec.automount_service_account_token is False
+    assert_hardened_by_the_library(pod)
     audit = json.loads(pod.metadata.annotations[AUDIT_ANNOTATION])
     assert {"security_context", "service_account_token"} <= set(audit["policies"])
 

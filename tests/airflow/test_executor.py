@@ -11,7 +11,7 @@ from kubernetes import client as k8s
 
 from airflow_opa_mutation import AUDIT_ANNOTATION, OpaUnavailable, PodDenied
 
-from .conftest import EXECUTOR_RUN_ID, construct, override
+from .conftest import EXECUTOR_RUN_ID, assert_hardened_by_the_library, construct, override
 
 pytestmark = pytest.mark.airflow
 
@@ -36,13 +36,8 @@ def test_worker_pod_gets_library_mutations_and_keeps_template_and_override(templ
     pod = construct(template_file, executor_config)
 
     # the policy library's mutations
+    assert_hardened_by_the_library(pod)
     base = pod.spec.containers[0]
-    assert base.name == "base"
-    assert isinstance(base.security_context, k8s.V1SecurityContext)
-    assert base.security_context.run_as_non_root is True
-    assert base.security_context.allow_privilege_escalation is False
-    assert base.security_context.capabilities.drop == ["ALL"]
-    assert base.security_context.seccomp_profile.type == "RuntimeDefault"
     assert pod.spec.automount_service_account_token is False
     audit = json.loads(pod.metadata.annotations[AUDIT_ANNOTATION])
     assert {"security_context", "service_account_token"} <= set(audit["policies"])

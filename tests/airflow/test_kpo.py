@@ -17,7 +17,7 @@ from kubernetes import client as k8s
 
 from airflow_opa_mutation import AUDIT_ANNOTATION, PodDenied
 
-from .conftest import make_kpo, task_context
+from .conftest import assert_hardened_by_the_library, make_kpo, task_context
 
 pytestmark = pytest.mark.airflow
 
@@ -31,13 +31,8 @@ def test_build_pod_request_obj_returns_the_mutated_pod(kubeconfig, library_opa, 
     kpo = make_kpo(kubeconfig)
     pod = kpo.build_pod_request_obj(task_context(kpo, run_id=RUN_ID, try_number=2))
 
+    assert_hardened_by_the_library(pod)
     base = pod.spec.containers[0]
-    assert base.name == "base"
-    assert isinstance(base.security_context, k8s.V1SecurityContext)
-    assert base.security_context.run_as_non_root is True
-    assert base.security_context.allow_privilege_escalation is False
-    assert base.security_context.capabilities.drop == ["ALL"]
-    assert pod.spec.automount_service_account_token is False
     audit = json.loads(pod.metadata.annotations[AUDIT_ANNOTATION])
     assert {"security_context", "service_account_token"} <= set(audit["policies"])
     # the operator's own settings and labels survive
