@@ -26,7 +26,6 @@ from .config import Settings, load_settings
 from .decision import Decision, parse_decision
 from .errors import (
     ConfigError,
-    InvalidDecision,
     OpaMutationError,
     OpaUnavailable,
     PatchRejected,
@@ -54,12 +53,10 @@ class Outcome:
     new_pod: Any = None
     error: OpaMutationError | None = None
     duration: float = 0.0
+    #: Whether the patch changed the pod (judged once, on the subtrees it wrote in).
+    changed: bool = False
     applied: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def changed(self) -> bool:
-        return self.after is not None and self.after != self.before
 
     def diff(self) -> str:
         """A unified diff of the pod as JSON, before and after the patch."""
@@ -132,7 +129,8 @@ class MutationHook:
             if decision.patch:
 
                 def annotate(result: dict[str, Any], changed: list[str]) -> list[str]:
-                    if not s.audit_annotation or not _differs(doc, result, changed):
+                    outcome.changed = _differs(doc, result, changed)
+                    if not s.audit_annotation or not outcome.changed:
                         return []
                     _annotate(result, decision, outcome.request_uid)
                     return ["/metadata/annotations"]
@@ -374,10 +372,7 @@ def _airflow_stats() -> Callable[..., None] | None:
 
 __all__ = [
     "AUDIT_ANNOTATION",
-    "ConfigError",
-    "InvalidDecision",
     "MutationHook",
-    "OpaUnavailable",
     "Outcome",
     "configure",
     "default_hook",
