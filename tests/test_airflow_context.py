@@ -1,6 +1,6 @@
 """input.airflow from the labels and annotations each launcher sets."""
 
-from airflow_opa_mutation.airflow_context import airflow_context
+from airflow_opa_mutation._airflow_context import airflow_context
 
 
 def test_executor_annotations_win_over_sanitized_labels():

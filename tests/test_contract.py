@@ -19,7 +19,7 @@ from airflow_opa_mutation import (
     PatchRejected,
     PodDenied,
 )
-from airflow_opa_mutation.pod_codec import PYDANTIC_MODELS
+from airflow_opa_mutation._pod_codec import PYDANTIC_MODELS
 
 from .conftest import decision_policy, worker_pod
 

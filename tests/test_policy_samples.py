@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airflow_opa_mutation import AUDIT_ANNOTATION, MutationHook, PodDenied, Settings, pod_codec
+from airflow_opa_mutation import AUDIT_ANNOTATION, MutationHook, PodDenied, Settings, _pod_codec
 from airflow_opa_mutation.local_opa import LocalOpa
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def test_sample(sample_path, servers, caplog):
     expect = sample["expect"]
     opa = servers(sample.get("config") or {})
     hook = MutationHook(Settings(url=opa.url, audit_annotation=False))
-    pod = pod_codec.decode(sample["pod"])
+    pod = _pod_codec.decode(sample["pod"])
     before = pod.to_dict()
     outcome = hook.evaluate(pod)
     try:
@@ -75,7 +75,7 @@ def test_sample(sample_path, servers, caplog):
         got_warn = sorted((m.policy, m.msg) for m in outcome.decision.warn) if outcome.decision else []
         assert got_warn == messages(expect.get("warn"))
         expected_pod = expect.get("pod", sample["pod"])
-        assert pod_codec.encode(pod) == expected_pod
+        assert _pod_codec.encode(pod) == expected_pod
         assert AUDIT_ANNOTATION not in (pod.metadata.annotations or {})
         # Convergence: the mutated pod, evaluated again, yields no ops.
         again = hook.evaluate(pod)

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _json, pod_codec
+from . import _json, _pod_codec
 from ._version import __version__
-from .airflow_context import airflow_context, describe
+from ._airflow_context import airflow_context, describe
 from .config import Settings, load_settings
 from .decision import Decision, parse_decision
 from .errors import (
@@ -32,8 +32,8 @@ from .errors import (
     PodDenied,
     PodRef,
 )
-from .opa_client import DecisionClient
-from .patch_engine import apply_patch
+from ._opa_client import DecisionClient
+from ._patch_engine import apply_patch
 
 log = logging.getLogger("airflow_opa_mutation")
 
@@ -98,15 +98,15 @@ class MutationHook:
         started = time.perf_counter()
         s = self.settings
         mode = mode or s.mode
-        namespace, name, labels, annotations = pod_codec.pod_ref_fields(pod)
+        namespace, name, labels, annotations = _pod_codec.pod_ref_fields(pod)
         context = airflow_context(labels, annotations)
         ref = PodRef(namespace, name, describe(context))
         outcome = Outcome(pod=ref, request_uid=str(uuid.uuid4()), mode=mode)
         outcome.extra["airflow"] = context
         try:
             try:
-                doc = pod_codec.encode(pod)
-            except pod_codec.DecodeError as exc:
+                doc = _pod_codec.encode(pod)
+            except _pod_codec.DecodeError as exc:
                 raise PatchRejected(
                     f"the pod cannot be serialized: {exc}", pod=ref, decision_path=s.decision_path
                 ) from None
@@ -190,7 +190,7 @@ class MutationHook:
             self._log_summary(outcome, "failed")
             raise error
         if outcome.new_pod is not None and outcome.changed:
-            pod_codec.swap_in(pod, outcome.new_pod)
+            _pod_codec.swap_in(pod, outcome.new_pod)
             outcome.applied = True
             self._remember(pod, outcome.after)
         self._count("applied" if outcome.applied else "unchanged")
@@ -244,9 +244,9 @@ class MutationHook:
             return False
         self._local.last = None
         try:
-            if pod_codec.encode(pod) != last[1]:
+            if _pod_codec.encode(pod) != last[1]:
                 return False
-        except pod_codec.DecodeError:
+        except _pod_codec.DecodeError:
             return False
         log.warning(
             "airflow_opa_mutation's pod_mutation_hook ran twice on the same pod: it is registered more than "
@@ -274,12 +274,12 @@ def _differs(before: dict[str, Any], after: dict[str, Any], roots: list[str]) ->
     if "" in roots:
         return _json.canonical(before) != _json.canonical(after)
     return any(
-        _fingerprint(pod_codec.resolve(before, root)) != _fingerprint(pod_codec.resolve(after, root)) for root in roots
+        _fingerprint(_pod_codec.resolve(before, root)) != _fingerprint(_pod_codec.resolve(after, root)) for root in roots
     )
 
 
 def _fingerprint(value: Any) -> bytes:
-    return b"absent" if value is pod_codec.MISSING else _json.canonical(value)
+    return b"absent" if value is _pod_codec.MISSING else _json.canonical(value)
 
 
 def _annotate(doc: dict[str, Any], decision: Decision, uid: str) -> None:

@@ -86,7 +86,7 @@ def test_kpo_long_ids_come_from_the_running_task(kubeconfig, echo_opa, process_h
 def test_kpo_without_a_current_context_falls_back_to_the_labels(kubeconfig, echo_opa, process_hook):
     from airflow.providers.cncf.kubernetes.pod_generator import make_safe_label_value
 
-    from airflow_opa_mutation.airflow_context import running_task_ids
+    from airflow_opa_mutation._airflow_context import running_task_ids
 
     process_hook(echo_opa.url)
     assert running_task_ids() is None
@@ -114,7 +114,7 @@ def test_running_task_ids_reads_the_task_runners_context(kubeconfig):
     from airflow.sdk import get_current_context
     from airflow.sdk.execution_time.context import set_current_context
 
-    from airflow_opa_mutation.airflow_context import running_task_ids
+    from airflow_opa_mutation._airflow_context import running_task_ids
 
     kpo = make_kpo(kubeconfig)
     context = task_context(kpo, run_id=RUN_ID, try_number=2, map_index=1)
@@ -137,6 +137,6 @@ def test_our_copy_of_make_safe_label_value_matches_the_providers(value):
     """Used when the provider is not loaded; must give exactly the provider's label values."""
     from airflow.providers.cncf.kubernetes.pod_generator import make_safe_label_value
 
-    from airflow_opa_mutation.airflow_context import safe_label_value
+    from airflow_opa_mutation._airflow_context import safe_label_value
 
     assert safe_label_value(value) == make_safe_label_value(value)

@@ -6,18 +6,18 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from airflow_opa_mutation import pod_codec
+from airflow_opa_mutation import _pod_codec
 
 
 def reference_pod(doc: dict[str, Any]) -> Any:
     """The kubernetes client's own reading of ``doc`` (not the hook's codec): the typing oracle."""
-    if pod_codec.PYDANTIC_MODELS:
+    if _pod_codec.PYDANTIC_MODELS:
         return k8s.V1Pod.model_validate(doc)
     return k8s.ApiClient()._ApiClient__deserialize(doc, "V1Pod")
 
 
 def _fields(model: Any) -> list[str]:
-    if pod_codec.PYDANTIC_MODELS:
+    if _pod_codec.PYDANTIC_MODELS:
         return list(type(model).model_fields)
     return list(model.openapi_types)
 
@@ -43,9 +43,9 @@ def same_types(got: Any, want: Any, where: str = "") -> None:
 def assert_valid_typed_pod(pod: Any) -> dict[str, Any]:
     """The pod encodes to Kubernetes JSON that the client reads back into the very same typed tree."""
     assert type(pod) is k8s.V1Pod
-    doc = pod_codec.encode(pod)
+    doc = _pod_codec.encode(pod)
     same_types(pod, reference_pod(doc))
-    assert pod_codec.encode(pod_codec.decode(doc)) == doc
+    assert _pod_codec.encode(_pod_codec.decode(doc)) == doc
     spec = pod.spec
     if spec is not None:
         for container in [*(spec.containers or []), *(spec.init_containers or [])]:

@@ -364,11 +364,11 @@ def _json_default(value: Any) -> Any:
 
 
 def decode_pod(document: PodDocument) -> Any:
-    from .. import pod_codec
+    from .. import _pod_codec
 
     try:
-        return pod_codec.decode(document.pod)
-    except pod_codec.DecodeError as exc:
+        return _pod_codec.decode(document.pod)
+    except _pod_codec.DecodeError as exc:
         raise CliError(f"{document.source}: not a pod the kubernetes client can represent: {exc}") from None
 
 

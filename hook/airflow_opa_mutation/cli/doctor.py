@@ -185,7 +185,7 @@ def run_checks(settings: Settings, *, local: bool) -> tuple[list[Check], dict[st
 
         # the decision, its version, and authentication
         hook_settings = dataclasses.replace(settings, breaker_threshold=1_000_000)
-        from ..opa_client import DecisionClient
+        from .._opa_client import DecisionClient
 
         client = DecisionClient(hook_settings)
         payload = {

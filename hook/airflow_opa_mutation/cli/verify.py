@@ -29,7 +29,7 @@ import yaml
 from rich.table import Table
 from rich.text import Text
 
-from .. import _json, pod_codec
+from .. import _json, _pod_codec
 from ..errors import Message, OpaMutationError, PodDenied
 from ..hook import MutationHook, Outcome
 from ._common import (
@@ -130,7 +130,7 @@ def _as_entries(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
 
 def would_be(hook: MutationHook, outcome: Outcome) -> dict[str, Any] | None:
     """The pod the decision's patch makes (for a denied pod too, where the hook does not apply it)."""
-    from ..patch_engine import apply_patch
+    from .._patch_engine import apply_patch
 
     if outcome.after is not None:
         return outcome.after
@@ -152,7 +152,7 @@ def would_be(hook: MutationHook, outcome: Outcome) -> dict[str, Any] | None:
 
 def check(sample: Sample, hook: MutationHook) -> SampleResult:
     result = SampleResult(sample)
-    pod = pod_codec.decode(sample.document["pod"])
+    pod = _pod_codec.decode(sample.document["pod"])
     outcome = result.outcome = hook.evaluate(pod)
     expect = sample.expect
     error = outcome.error
@@ -176,7 +176,7 @@ def check(sample: Sample, hook: MutationHook) -> SampleResult:
         result.fail("the pod differs from expect.pod" + (" (the patch is not applied: denied)" if got_deny else ""))
         result.diff = yaml_diff(want_pod, after, "expect.pod", "got", sort_keys=True)
     if not got_deny and outcome.after is not None:
-        again = hook.evaluate(pod_codec.decode(outcome.after))
+        again = hook.evaluate(_pod_codec.decode(outcome.after))
         if again.error is not None:
             result.converged = False
             result.fail(f"convergence: evaluating the mutated pod failed: {again.error}")
@@ -249,7 +249,7 @@ def verify(directory: Path, only: tuple[str, ...], update_goldens: bool, output_
             hook = provider.hook(sample.config)
             try:
                 result = check(sample, hook)
-            except pod_codec.DecodeError as exc:
+            except _pod_codec.DecodeError as exc:
                 result = SampleResult(sample)
                 result.fail(f"the sample's pod is not a valid pod: {exc}")
             if update_goldens and result.status == "fail":

@@ -16,7 +16,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
-from . import _json, pod_codec
+from . import _json, _pod_codec
 from .decision import PatchOp
 from .errors import PatchRejected, PodRef
 
@@ -140,8 +140,8 @@ def apply_patch(
     if finish is not None:
         changed = sorted(set(changed) | set(finish(result, changed)))
     try:
-        new_pod = pod_codec.decode(result, changed=changed)
-    except pod_codec.DecodeError as exc:
+        new_pod = _pod_codec.decode(result, changed=changed)
+    except _pod_codec.DecodeError as exc:
         culprit = _last_op_at(ops, exc.pointer)
         raise reject(f"the patched pod is not a valid V1Pod: {exc}", culprit) from None
     return result, new_pod
