@@ -33,7 +33,10 @@ findings contains msg if {
 	some entry in k8s.containers
 	image := entry.container.image
 	not images.parse(image)
-	msg := sprintf("%s image %s is not a valid image reference; pin a version or a digest", [entry.label, messages.quote(image)])
+	msg := sprintf(
+		"%s image %s is not a valid image reference; pin a version or a digest",
+		[entry.label, messages.quote(image)],
+	)
 }
 
 _finding(label, image, "") := sprintf(

@@ -41,12 +41,9 @@ parse(ref) := {
 		concat("/", [split_domain, remainder]), 1,
 	)
 	[[_, domain, path]] := regex.find_all_string_submatch_n(_name_pattern, named, 1)
-	count(path) <= name_total_length_max
+	count(path) <= 255 # RepositoryNameTotalLengthMax: Go checks the path only
 	_valid_digest(digest)
 }
-
-# RepositoryNameTotalLengthMax: Go checks the length of the path only.
-name_total_length_max := 255
 
 # The patterns of distribution/reference's regexp.go, composed the same way.
 # OPA's regular expressions are Go's regexp package, so they match alike.
