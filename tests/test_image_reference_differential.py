@@ -6,7 +6,7 @@ containerd and the kubelet parse an image with github.com/distribution/reference
 thousand references - the hostile forms, valid and invalid hosts, ports, path components, tags and
 digests, uppercase, whitespace - the Go parser (tools/k8s-oracle) and our Rego (one ``opa eval`` of
 ``data.airflow.pod.lib.images.parse`` over all of them, on the real OPA binary) parse each one, and
-they must agree on valid/invalid, host, path, tag and digest.
+they must agree on valid/invalid, host, path, tag, digest and the normalized string (``images.format``).
 
 The seed is printed; ``AOM_DIFF_SEED=<seed>`` replays a run.
 """
@@ -130,8 +130,11 @@ HOSTS = st.one_of(
         ]
     ),
     st.text(_HOST_CHARS, min_size=1, max_size=20),
-    st.builds(lambda h, p: f"{h}:{p}", st.sampled_from(["localhost", "registry.example.com", "Evil", "[::1]", "a"]),
-              st.one_of(st.integers(0, 70000).map(str), st.sampled_from(["", "port", "50a", "-1"]))),
+    st.builds(
+        lambda h, p: f"{h}:{p}",
+        st.sampled_from(["localhost", "registry.example.com", "Evil", "[::1]", "a"]),
+        st.one_of(st.integers(0, 70000).map(str), st.sampled_from(["", "port", "50a", "-1"])),
+    ),
 )
 
 PATH_COMPONENT = st.one_of(
@@ -209,7 +212,9 @@ def rego_parse(refs: list[str]) -> dict[int, dict[str, str]]:
     """Our parse of every reference, in ONE ``opa eval`` on the real OPA binary: index -> parts."""
     opa = os.environ.get("AOM_OPA_BIN")
     assert opa, "AOM_OPA_BIN must name the OPA binary (scripts/test sets it)"
-    query = "{i: p | some i, r in input; p := data.airflow.pod.lib.images.parse(r)}"
+    images = "data.airflow.pod.lib.images"
+    query = f'{{i: object.union(p, {{"normalized": {images}.format(p)}}) | some i, r in input; p := {images}.parse(r)}}'
+
     result = subprocess.run(
         [opa, "eval", "--stdin-input", "--format", "json", "--data", str(IMAGES_REGO), query],
         input=json.dumps(refs),
@@ -224,13 +229,14 @@ def rego_parse(refs: list[str]) -> dict[int, dict[str, str]]:
 def comparable_go(answer: dict[str, object]) -> tuple[object, ...]:
     if not answer["valid"]:
         return (False,)
-    return (True, answer.get("domain") or "", answer["path"], answer.get("tag") or "", answer.get("digest") or "")
+    parts = (answer.get("domain") or "", answer["path"], answer.get("tag") or "", answer.get("digest") or "")
+    return (True, *parts, answer["normalized"])
 
 
 def comparable_rego(parts: dict[str, str] | None) -> tuple[object, ...]:
     if parts is None:
         return (False,)
-    return (True, parts["registry"], parts["repository"], parts["tag"], parts["digest"])
+    return (True, parts["registry"], parts["repository"], parts["tag"], parts["digest"], parts["normalized"])
 
 
 def test_rego_parses_image_references_like_distribution_reference() -> None:
