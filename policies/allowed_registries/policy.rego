@@ -2,12 +2,16 @@
 # regal ignore:directory-package-mismatch
 package airflow.pod.policies.allowed_registries
 
-# Denies images outside the allowed registries. Judged after the patch, so
-# images the library rewrites to a mirror are judged by the mirror. See README.md.
+# Denies images outside the allowed registries, and images that are no valid
+# reference. Images are parsed like the container runtime parses them
+# (lib/images.rego): "Evil/x:1" comes from the host "Evil". Judged after the
+# patch, so images the library rewrites to a mirror are judged by the
+# mirror. See README.md.
 
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.images
 import data.airflow.pod.lib.k8s
+import data.airflow.pod.lib.messages
 
 defaults := {
 	"enabled": false,
@@ -23,7 +27,22 @@ deny contains msg if {
 	image := entry.container.image
 	ref := images.parse(image)
 	not _allowed(ref.name)
-	msg := sprintf("%s uses image %q (%s), which is not from an allowed registry", [entry.label, image, ref.name])
+	msg := sprintf(
+		"%s uses image %q (%s), which is not from an allowed registry",
+		[entry.label, messages.clip(image), messages.clip(ref.name)],
+	)
+}
+
+# A reference the runtime's parser would refuse (or read differently from
+# what a looser parser would) cannot be judged: denied.
+deny contains msg if {
+	some entry in k8s.containers
+	image := entry.container.image
+	not images.parse(image)
+	msg := sprintf(
+		"%s uses image %s, which is not a valid image reference; cannot check its registry",
+		[entry.label, messages.quote(image)],
+	)
 }
 
 _allowed(name) if {

@@ -6,6 +6,7 @@ package airflow.pod.policies.deny_host_path
 
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.k8s
+import data.airflow.pod.lib.messages
 
 defaults := {
 	"enabled": true,
@@ -14,10 +15,14 @@ defaults := {
 
 params := config.params("deny_host_path")
 
-deny contains sprintf("volume %q mounts host path %q, which is outside the allowed prefixes", [volume.name, path]) if {
+deny contains msg if {
 	some volume in k8s.pod.spec.volumes
 	path := volume.hostPath.path
 	not allowed(path)
+	msg := sprintf(
+		"volume %s mounts host path %s, which is outside the allowed prefixes",
+		[messages.quote(volume.name), messages.quote(path)],
+	)
 }
 
 # allowed(path): the path lies under an allowed prefix, component by

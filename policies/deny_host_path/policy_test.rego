@@ -30,3 +30,12 @@ test_other_volumes_pass if {
 	pod := json.patch(fx.worker_pod, [{"op": "add", "path": "/spec/volumes", "value": [{"name": "logs", "emptyDir": {}}]}])
 	deny_host_path.deny == set() with input as {"pod": pod}
 }
+
+# Pod strings are clipped in messages (lib/messages.rego): a padded path
+# cannot make the decision large.
+test_long_paths_are_clipped if {
+	path := concat("", ["/", concat("", ["x" | some _ in numbers.range(1, 5000)])])
+	[msg] := [m | some m in deny_host_path.deny] with input as {"pod": _pod([path])}
+	count(msg) < 400
+	contains(msg, "…[5001 characters]")
+}

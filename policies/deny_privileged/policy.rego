@@ -7,6 +7,7 @@ package airflow.pod.policies.deny_privileged
 
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.k8s
+import data.airflow.pod.lib.messages
 
 defaults := {
 	"enabled": true,
@@ -25,7 +26,7 @@ deny contains sprintf("%s is privileged", [entry.label]) if {
 	entry.container.securityContext.privileged == true
 }
 
-deny contains sprintf("%s adds capability %q, which is not allowed", [entry.label, capability]) if {
+deny contains sprintf("%s adds capability %s, which is not allowed", [entry.label, messages.quote(capability)]) if {
 	some entry in k8s.containers
 	some capability in entry.container.securityContext.capabilities.add
 	not _normalise(capability) in _allowed

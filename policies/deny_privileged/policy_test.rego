@@ -31,3 +31,15 @@ test_the_allowlist_is_configurable if {
 test_unprivileged_pods_pass if {
 	deny_privileged.deny == set() with input as {"pod": fx.hardened_pod}
 }
+
+# Pod strings are clipped and quoted in messages (lib/messages.rego).
+test_capabilities_are_clipped_and_quoted if {
+	long := concat("", ["X" | some _ in numbers.range(1, 5000)])
+	context := {"capabilities": {"add": [long, "A\nB"]}}
+	pod := _with_context(fx.worker_pod, "/spec/containers/0/securityContext", context)
+	deny := deny_privileged.deny with input as {"pod": pod}
+	`container "base" adds capability "A\nB", which is not allowed` in deny
+	every msg in deny {
+		count(msg) < 400
+	}
+}

@@ -14,13 +14,17 @@ _mirrors := {
 
 _python := "mirror.example.com/dockerhub/library/python:3.11-slim"
 
+_dockerhub_airflow := "mirror.example.com/dockerhub/apache/airflow:3.0.2"
+
+_digest := "sha256:abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+
 _config := fx.enable("image_registry_mirror", {"mirrors": _mirrors})
 
 test_rewrite_keeps_repository_tag_and_digest if {
 	cases := {
 		"python": "mirror.example.com/dockerhub/library/python",
 		"python:3.11-slim": "mirror.example.com/dockerhub/library/python:3.11-slim",
-		"apache/airflow:3.0.2@sha256:abc": "mirror.example.com/dockerhub/apache/airflow:3.0.2@sha256:abc",
+		concat("@", ["apache/airflow:3.0.2", _digest]): concat("@", [_dockerhub_airflow, _digest]),
 		"index.docker.io/apache/airflow": "mirror.example.com/dockerhub/apache/airflow",
 		"quay.io/acme/fetcher:1.4": "mirror.example.com/acme/fetcher:1.4",
 		"quay.io/other/tool:2": "mirror.example.com/quay/other/tool:2",

@@ -3,11 +3,13 @@
 package airflow.pod.policies.image_tag
 
 # Warns (or denies, with action: deny) on images without a tag or with a
-# mutable tag such as :latest. Digest-pinned images always pass. See README.md.
+# mutable tag such as :latest, and on images that are no valid reference.
+# Digest-pinned images always pass. See README.md.
 
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.images
 import data.airflow.pod.lib.k8s
+import data.airflow.pod.lib.messages
 
 defaults := {
 	"enabled": true,
@@ -23,7 +25,18 @@ findings contains msg if {
 	some entry in k8s.containers
 	ref := images.parse(entry.container.image)
 	ref.digest == ""
-	msg := _finding(entry.label, entry.container.image, ref.tag)
+	msg := _finding(entry.label, messages.clip(entry.container.image), ref.tag)
+}
+
+# A reference the runtime's parser refuses pins nothing.
+findings contains msg if {
+	some entry in k8s.containers
+	image := entry.container.image
+	not images.parse(image)
+	msg := sprintf(
+		"%s image %s is not a valid image reference; pin a version or a digest",
+		[entry.label, messages.quote(image)],
+	)
 }
 
 _finding(label, image, "") := sprintf(

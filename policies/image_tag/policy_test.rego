@@ -10,8 +10,13 @@ _pod(images) := json.patch(fx.worker_pod, [{"op": "replace", "path": "/spec/cont
 	c := {"name": sprintf("c%d", [i]), "image": image}
 ]}])
 
+_digest := "sha256:9f8c0e1d2b3a4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5"
+
 test_untagged_and_latest_images_warn if {
-	pod := _pod(["python", "python:latest", "python:3.11", "python@sha256:ab", "python:latest@sha256:ab"])
+	pod := _pod([
+		"python", "python:latest", "python:3.11",
+		concat("@", ["python", _digest]), concat("@", ["python:latest", _digest]),
+	])
 	image_tag.warn == {
 		`container "c0" image "python" has no tag (implicitly :latest); pin a version or a digest`,
 		`container "c1" image "python:latest" uses the mutable tag "latest"; pin a version or a digest`,
@@ -36,4 +41,35 @@ test_an_invalid_action_is_denied if {
 
 test_pinned_images_pass if {
 	image_tag.warn == set() with input as {"pod": fx.worker_pod}
+}
+
+# References the container runtime refuses pin nothing: a finding under the
+# configured action.
+test_invalid_references_are_findings if {
+	pod := _pod(["python:3.11 ", "python:3.11\n", "", concat("", ["python:", _long_tag]), "python@sha256:ab"])
+	image_tag.warn == {
+		`container "c0" image "python:3.11 " is not a valid image reference; pin a version or a digest`,
+		`container "c1" image "python:3.11\n" is not a valid image reference; pin a version or a digest`,
+		`container "c2" image "" is not a valid image reference; pin a version or a digest`,
+		sprintf(`container "c3" image "python:%s" is not a valid image reference; pin a version or a digest`, [_long_tag]),
+		`container "c4" image "python@sha256:ab" is not a valid image reference; pin a version or a digest`,
+	} with input as {"pod": pod}
+	config := {"policies": {"image_tag": {"params": {"action": "deny"}}}}
+	count(image_tag.deny) == 5 with input as {"pod": pod} with data.airflow.pod.lib.config.user as config
+}
+
+_long_tag := concat("", ["t" | some _ in numbers.range(1, 129)])
+
+test_non_string_image_is_a_finding if {
+	msg := `container "c0" image 42 is not a valid image reference; pin a version or a digest`
+	image_tag.warn == {msg} with input as {"pod": _pod([42])}
+}
+
+# A padded image is echoed clipped (lib/messages.rego).
+test_long_images_are_clipped if {
+	pad := concat("", ["<" | some _ in numbers.range(1, 1000)])
+	image := concat("", ["evil.io/", concat("", [pad | some _ in numbers.range(1, 10)])])
+	[msg] := [m | some m in image_tag.warn] with input as {"pod": _pod([image])}
+	count(msg) < 400
+	contains(msg, "…[10008 characters]")
 }

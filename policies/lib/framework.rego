@@ -26,6 +26,7 @@ package airflow.pod.lib.framework
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.k8s
 import data.airflow.pod.lib.match
+import data.airflow.pod.lib.messages
 
 # The policy name under which the framework reports its own findings.
 reporter := "framework"
@@ -319,7 +320,10 @@ _framework_warn contains sprintf("exemption %q of policy %q has no conditions an
 # --- the decision's lists -----------------------------------------------------
 
 # Entries of the active policies, in policy order; the framework's findings
-# (usually none) are merged in at the place of their name.
+# (usually none) are merged in at the place of their name. Each policy gives
+# at most messages.max_per_policy entries per list (then "... and N more"),
+# each at most messages.max_message_chars long: the pod cannot make the
+# decision large (lib/messages.rego).
 deny := _entries(_judged[0]) if {
 	count(_framework_deny) == 0
 } else := _entries(object.union(_judged[0], {reporter: sort(_framework_deny)}))
@@ -328,9 +332,9 @@ warn := _entries(_judged[1]) if {
 	count(_framework_warn) == 0
 } else := _entries(object.union(_judged[1], {reporter: sort(_framework_warn)}))
 
-_entries(by_policy) := [{"msg": _as_text(m), "policy": name} |
+_entries(by_policy) := [{"msg": messages.cut(_as_text(m), messages.max_message_chars), "policy": name} |
 	some name in sort(object.keys(by_policy))
-	some m in by_policy[name]
+	some m in messages.limit(by_policy[name])
 ]
 
 _as_text(m) := m if {

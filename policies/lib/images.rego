@@ -2,32 +2,114 @@
 # regal ignore:directory-package-mismatch
 package airflow.pod.lib.images
 
-# parse(ref): the parts of an image reference, following the Docker rules:
-# the first path component is a registry only when it contains "." or ":" or
-# is "localhost"; otherwise the registry is docker.io, where one-component
-# names live under "library/". "index.docker.io" is normalised to docker.io.
+# Image references parsed exactly as the container runtime parses them:
+# github.com/distribution/reference v0.6.0, ParseNormalizedNamed (containerd
+# and the kubelet), with github.com/opencontainers/go-digest for digests.
+# A policy that judged a reference differently from the runtime could be
+# walked around (`Evil/x:1` is pulled from the host "Evil", not docker.io),
+# so tests/test_image_reference_differential.py compares this file with the
+# Go code on thousands of generated references.
+#
+# parse(ref): {registry, repository, tag, digest, name}, undefined exactly
+# when ParseNormalizedNamed fails.
 #   parse("python:3.11") == {"registry": "docker.io", "repository": "library/python",
 #     "tag": "3.11", "digest": "", "name": "docker.io/library/python"}
-# Undefined for a reference that does not parse. One regex match does the
-# splitting (a Rego function call costs several builtin calls).
+# `registry` is Go's Domain, `repository` its Path, `name` its Name: domain
+# "/" path, or the path alone in the one case Go yields an empty domain (a
+# first component that splitDockerDomain takes for a host but that is no
+# valid host while the whole name is a valid path, e.g. "a_b.c/x").
 parse(ref) := {
-	"registry": registry,
-	"repository": repository,
+	"registry": domain,
+	"repository": path,
 	"tag": tag,
 	"digest": digest,
-	"name": concat("/", [registry, repository]),
+	"name": _name(domain, path),
 } if {
-	# [registry "/"] repository [":" tag] ["@" digest]; a registry component
-	# has a "." or ":" or is localhost.
-	[[_, written, bare, tag, digest]] := regex.find_all_string_submatch_n(
-		`^(?:([^/]*[.:][^/]*|localhost)/)?([^:@]+)(?::([\w][\w.-]{0,127}))?(?:@(.+))?$`,
-		ref, 1,
-	)
-	registry := object.get({"": "docker.io", "index.docker.io": "docker.io"}, written, written)
+	is_string(ref)
 
-	# docker.io names without a "/" live under library/
-	repository := concat("", [object.get({"docker.io": {false: "library/"}}, [registry, contains(bare, "/")], ""), bare])
+	# a bare 64-hex identifier is refused (it would be an image ID)
+	not regex.match(`^[a-f0-9]{64}$`, ref)
+	[split_domain, remainder] := _split_docker_domain(ref)
+
+	# the repository part before any ":" must be lowercase
+	remote := split(remainder, ":")[0]
+	lower(remote) == remote
+
+	# Parse(domain + "/" + remainder): the whole reference, then the name
+	[[_, named, tag, digest]] := regex.find_all_string_submatch_n(
+		_reference_pattern,
+		concat("/", [split_domain, remainder]), 1,
+	)
+	[[_, domain, path]] := regex.find_all_string_submatch_n(_name_pattern, named, 1)
+	count(path) <= 255 # RepositoryNameTotalLengthMax: Go checks the path only
+	_valid_digest(digest)
 }
+
+# The patterns of distribution/reference's regexp.go, composed the same way.
+# OPA's regular expressions are Go's regexp package, so they match alike.
+_alphanumeric := `[a-z0-9]+`
+
+_separator := `(?:[._]|__|[-]+)`
+
+_domain_name_component := `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
+
+_domain_name := concat("", [_domain_name_component, `(?:\.`, _domain_name_component, `)*`])
+
+_domain_and_port := concat("", [`(?:`, _domain_name, `|\[(?:[a-fA-F0-9:]+)\])(?::[0-9]+)?`])
+
+_path_component := concat("", [_alphanumeric, `(?:`, _separator, _alphanumeric, `)*`])
+
+_remote_name := concat("", [_path_component, `(?:/`, _path_component, `)*`])
+
+_tag := `[\w][\w.-]{0,127}`
+
+_digest := `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}`
+
+# ReferenceRegexp: ^(name)(?::(tag))?(?:@(digest))?$
+_reference_pattern := concat("", [
+	`^((?:`, _domain_and_port, `/)?`, _remote_name, `)`,
+	`(?::(`, _tag, `))?(?:@(`, _digest, `))?$`,
+])
+
+# anchoredNameRegexp: ^(?:(domain)/)?(path)$
+_name_pattern := concat("", [`^(?:(`, _domain_and_port, `)/)?(`, _remote_name, `)$`])
+
+# splitDockerDomain: [domain, remainder]. The first component is a host when
+# it is "localhost", contains "." or ":", or is not all lowercase; else the
+# name lives on docker.io, where one-component names get "library/".
+_split_docker_domain(ref) := ["docker.io", concat("", ["library/", ref])] if {
+	not contains(ref, "/")
+} else := [domain, _official(domain, rest)] if {
+	parts := split(ref, "/")
+	rest := concat("/", array.slice(parts, 1, count(parts)))
+	domain := _host(parts[0])
+} else := ["docker.io", ref]
+
+_host(first) := first if {
+	first == "localhost"
+} else := "docker.io" if {
+	first == "index.docker.io"
+} else := first if {
+	regex.match(`[.:]`, first)
+} else := first if {
+	lower(first) != first
+}
+
+_official(domain, rest) := concat("", ["library/", rest]) if {
+	domain == "docker.io"
+	not contains(rest, "/")
+} else := rest
+
+# go-digest's Parse: an algorithm this runtime supports (containerd links
+# sha256, sha384 and sha512) and lowercase hex of exactly its length. The
+# reference pattern already checked the rough shape.
+_valid_digest("")
+
+_valid_digest(digest) if regex.match(`^(?:sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})$`, digest)
+
+_name("", path) := path
+
+_name(domain, path) := concat("/", [domain, path]) if domain != ""
 
 # suffix(parsed): the ":tag" and "@digest" parts as written ("" when absent).
 suffix(parsed) := concat("", [
@@ -35,7 +117,8 @@ suffix(parsed) := concat("", [
 	object.get({"": ""}, parsed.digest, concat("", ["@", parsed.digest])),
 ])
 
-# format(parsed): the fully qualified reference of a parsed image.
+# format(parsed): the fully qualified reference of a parsed image (Go's
+# String() of the parsed reference).
 format(parsed) := concat("", [parsed.name, suffix(parsed)])
 
 # under(name, prefix): a fully qualified name ("registry/repository") lies

@@ -6,6 +6,8 @@ package airflow.pod.lib.k8s
 # validating phase (where the framework replaces input.pod with the patched
 # pod) they describe the patched pod.
 
+import data.airflow.pod.lib.messages
+
 # The labels Airflow sets and the hook protects; policies never write them.
 protected_labels := {
 	"dag_id",
@@ -36,14 +38,15 @@ namespace := object.get(pod, ["metadata", "namespace"], "")
 # containers: every container then every initContainer, in pod order, as
 #   {"field": "containers" | "initContainers", "index": i, "name": ...,
 #    "path": "/spec/containers/0", "label": "container \"base\"", "container": {...}}
-# `path` is the JSON pointer of the container, `label` names it in messages.
+# `path` is the JSON pointer of the container, `label` names it in messages
+# (the name clipped: lib/messages.rego).
 containers := array.concat(
 	[{
 		"field": "containers",
 		"index": i,
 		"name": c.name,
 		"path": concat("", ["/spec/containers/", format_int(i, 10)]),
-		"label": concat("", [`container "`, c.name, `"`]),
+		"label": sprintf("container %q", [messages.clip(c.name)]),
 		"container": c,
 	} |
 		some i, c in object.get(pod, ["spec", "containers"], [])
@@ -53,7 +56,7 @@ containers := array.concat(
 		"index": i,
 		"name": c.name,
 		"path": concat("", ["/spec/initContainers/", format_int(i, 10)]),
-		"label": concat("", [`initContainer "`, c.name, `"`]),
+		"label": sprintf("initContainer %q", [messages.clip(c.name)]),
 		"container": c,
 	} |
 		some i, c in object.get(pod, ["spec", "initContainers"], [])

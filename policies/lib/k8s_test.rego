@@ -21,3 +21,13 @@ test_containers_come_first_then_init_containers if {
 	]
 	[e.name | some e in k8s.selected(false)] == ["base"] with input as {"pod": fx.kpo_pod}
 }
+
+# Container names in labels are quoted and clipped (lib/messages.rego).
+test_labels_quote_and_clip_names if {
+	long := concat("", ["n" | some _ in numbers.range(1, 300)])
+	pod := {"spec": {"containers": [{"name": "a\"b\nc"}, {"name": long}]}}
+	[e.label | some e in k8s.containers] == [
+		`container "a\"b\nc"`,
+		concat("", [`container "`, substring(long, 0, 256), `…[300 characters]"`]),
+	] with input as {"pod": pod}
+}

@@ -1,0 +1,258 @@
+"""Differential test: policies/lib/images.rego parses image references exactly like the container runtime.
+
+containerd and the kubelet parse an image with github.com/distribution/reference's
+``ParseNormalizedNamed``; a policy that reads a reference differently can be walked around
+(``Evil/x:1`` is pulled from the host ``Evil``, not from docker.io). Hypothesis generates a few
+thousand references - the hostile forms, valid and invalid hosts, ports, path components, tags and
+digests, uppercase, whitespace - the Go parser (tools/k8s-oracle) and our Rego (one ``opa eval`` of
+``data.airflow.pod.lib.images.parse`` over all of them, on the real OPA binary) parse each one, and
+they must agree on valid/invalid, host, path, tag, digest and the normalized string (``images.format``).
+
+The seed is printed; ``AOM_DIFF_SEED=<seed>`` replays a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+from pathlib import Path
+
+from hypothesis import Phase, given, seed, settings
+from hypothesis import strategies as st
+
+from tests.k8s_oracle import parse_images
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES_REGO = REPO / "policies" / "lib" / "images.rego"
+MIN_REFERENCES = 2_000
+
+# Forms found by attacking the old parser, and the edges of each Go rule, always included.
+HOSTILE = [
+    "Evil/x:1",
+    "Localhost/x:1",
+    "ATTACKER-HOST/x:1",
+    "localhost/x:1",
+    "LOCALHOST:5000/x",
+    "evil/x:1",
+    "python:3.11 ",
+    "python:3.11\t",
+    "python:3.11\n",
+    " python:3.11",
+    "",
+    " ",
+    "/",
+    "python:" + "a" * 128,
+    "python:" + "a" * 129,
+    "a" * 64,
+    "A" * 64,
+    "a" * 63,
+    "a" * 64 + ":1",
+    "docker.io/" + "a" * 64,
+    "x/" + "a" * 253,
+    "x/" + "a" * 254,
+    "library/" + "a" * 248,
+    "a" * 248,
+    "a" * 247,
+    "registry.example.com/" + "b" * 255,
+    "registry.example.com/" + "b" * 256,
+    "index.docker.io/python",
+    "index.docker.io/apache/airflow:3",
+    "docker.io/python",
+    "Docker.io/python",
+    "DOCKER.IO/library/python",
+    "a_b.c/x",
+    "a_b:5000/x",
+    "A_B/x",
+    "[::1]:5000/x",
+    "[::1]/x",
+    "[::G]/x",
+    "127.0.0.1:5000/x:tag@sha256:" + "0" * 64,
+    "x@sha256:" + "0" * 64,
+    "x@sha256:" + "0" * 63,
+    "x@sha256:" + "0" * 65,
+    "x@sha256:" + "A" * 64,
+    "x@SHA256:" + "0" * 64,
+    "x@sha384:" + "0" * 96,
+    "x@sha512:" + "0" * 128,
+    "x@md5:" + "0" * 32,
+    "x@sha256:" + "0" * 64 + "\n",
+    "x:1@sha256:" + "0" * 64,
+    "x:@sha256:" + "0" * 64,
+    "evil.io/" + "<" * 1000,
+    "x::1",
+    "x:1:2",
+    "x/y:1/z",
+    "-x",
+    "x-",
+    "x__y",
+    "x___y",
+    "x--y",
+    "x..y",
+    "x._y",
+    "É/x",
+    "é/x",
+    "ﬀ/x",
+]
+
+_LOWER = "abcdefghijklmnopqrstuvwxyz0123456789"
+_HOST_CHARS = _LOWER + "ABCDEFGHIJKLMNOPQRSTUVWXYZ-."
+_PATH_CHARS = _LOWER + "._-"
+_TAG_CHARS = _LOWER + "ABCDEFGHIJKLMNOPQRSTUVWXYZ_.-"
+_NOISE = " \t\n\r/:@._-[]<>ÄäÉé\u00a0\u212a"
+
+HOSTS = st.one_of(
+    st.sampled_from(
+        [
+            "docker.io",
+            "index.docker.io",
+            "localhost",
+            "Localhost",
+            "LOCALHOST",
+            "Evil",
+            "ATTACKER-HOST",
+            "registry.example.com",
+            "Registry.Example.com",
+            "quay.io",
+            "ghcr.io",
+            "127.0.0.1",
+            "[::1]",
+            "[fe80::1]",
+            "a_b.c",
+            "a_b",
+            "library",
+            "-bad.com",
+            "bad-.com",
+            "a..b",
+            "x.y-",
+            "host",
+        ]
+    ),
+    st.text(_HOST_CHARS, min_size=1, max_size=20),
+    st.builds(
+        lambda h, p: f"{h}:{p}",
+        st.sampled_from(["localhost", "registry.example.com", "Evil", "[::1]", "a"]),
+        st.one_of(st.integers(0, 70000).map(str), st.sampled_from(["", "port", "50a", "-1"])),
+    ),
+)
+
+PATH_COMPONENT = st.one_of(
+    st.sampled_from(["library", "python", "apache", "airflow", "a", "x", "a.b", "a_b", "a__b", "a---b", "Upper"]),
+    st.text(_PATH_CHARS, min_size=1, max_size=16),
+    st.text(_PATH_CHARS + "ABZ", min_size=1, max_size=8),
+    st.sampled_from([1, 2, 63, 64, 65, 127, 128, 200, 246, 247, 248, 253, 254, 255, 256]).map(lambda n: "a" * n),
+)
+
+TAGS = st.one_of(
+    st.sampled_from(["latest", "3.11", "v1.2.3", "V1", "_x", ".x", "-x", "a" * 128, "a" * 129, "b" * 127]),
+    st.text(_TAG_CHARS, min_size=1, max_size=12),
+    st.integers(120, 135).map(lambda n: "t" * n),
+)
+
+_HEX = "0123456789abcdef"
+DIGESTS = st.one_of(
+    st.builds(lambda h: "sha256:" + h, st.text(_HEX, min_size=64, max_size=64)),
+    st.builds(lambda h: "sha384:" + h, st.text(_HEX, min_size=96, max_size=96)),
+    st.builds(lambda h: "sha512:" + h, st.text(_HEX, min_size=128, max_size=128)),
+    st.builds(
+        lambda alg, h: f"{alg}:{h}",
+        st.sampled_from(["sha256", "sha512", "SHA256", "md5", "sha256+b64", "a.b", "9x", ""]),
+        st.text(_HEX + "ABCDEFg", min_size=0, max_size=130),
+    ),
+    st.integers(30, 130).map(lambda n: "sha256:" + "f" * n),
+)
+
+
+@st.composite
+def references(draw: st.DrawFn) -> str:
+    """One reference: [host "/"] path [":" tag] ["@" digest], then perhaps mangled."""
+    parts = []
+    if draw(st.booleans()):
+        parts.append(draw(HOSTS))
+    parts.extend(draw(st.lists(PATH_COMPONENT, min_size=1, max_size=4)))
+    ref = "/".join(parts)
+    if draw(st.booleans()):
+        ref += ":" + draw(TAGS)
+    if draw(st.integers(0, 3)) == 0:
+        ref += "@" + draw(DIGESTS)
+    mangle = draw(st.integers(0, 14))
+    if mangle == 0:  # whitespace or a stray character somewhere
+        at = draw(st.integers(0, len(ref)))
+        ref = ref[:at] + draw(st.sampled_from(_NOISE)) + ref[at:]
+    elif mangle == 1:  # trailing whitespace
+        ref += draw(st.sampled_from([" ", "\t", "\n", "\r\n"]))
+    elif mangle == 2:  # anything from a small hostile alphabet
+        ref = draw(st.text(_LOWER[:6] + "A" + _NOISE, max_size=24))
+    elif mangle == 3:  # a bare identifier, or nearly one
+        ref = draw(st.text("0123456789abcdefA", min_size=62, max_size=66))
+    return ref
+
+
+def run_seed() -> int:
+    """The run's seed: AOM_DIFF_SEED when set (to replay), else a fresh one."""
+    return int(os.environ.get("AOM_DIFF_SEED") or random.SystemRandom().randrange(2**32))
+
+
+def generate(run: int) -> list[str]:
+    """At least MIN_REFERENCES references from hypothesis, reproducible from ``run``, hostile forms first."""
+    collected: list[str] = list(HOSTILE)
+
+    @seed(run)
+    @settings(max_examples=60, database=None, phases=[Phase.generate], deadline=None)
+    @given(st.lists(references(), min_size=40, max_size=60))
+    def collect(refs: list[str]) -> None:
+        collected.extend(refs)
+
+    collect()
+    return collected
+
+
+def rego_parse(refs: list[str]) -> dict[int, dict[str, str]]:
+    """Our parse of every reference, in ONE ``opa eval`` on the real OPA binary: index -> parts."""
+    opa = os.environ.get("AOM_OPA_BIN")
+    assert opa, "AOM_OPA_BIN must name the OPA binary (scripts/test sets it)"
+    images = "data.airflow.pod.lib.images"
+    query = f'{{i: object.union(p, {{"normalized": {images}.format(p)}}) | some i, r in input; p := {images}.parse(r)}}'
+
+    result = subprocess.run(
+        [opa, "eval", "--stdin-input", "--format", "json", "--data", str(IMAGES_REGO), query],
+        input=json.dumps(refs),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    parsed = json.loads(result.stdout)["result"][0]["expressions"][0]["value"]
+    return {int(i): parts for i, parts in parsed.items()}
+
+
+def comparable_go(answer: dict[str, object]) -> tuple[object, ...]:
+    if not answer["valid"]:
+        return (False,)
+    parts = (answer.get("domain") or "", answer["path"], answer.get("tag") or "", answer.get("digest") or "")
+    return (True, *parts, answer["normalized"])
+
+
+def comparable_rego(parts: dict[str, str] | None) -> tuple[object, ...]:
+    if parts is None:
+        return (False,)
+    return (True, parts["registry"], parts["repository"], parts["tag"], parts["digest"], parts["normalized"])
+
+
+def test_rego_parses_image_references_like_distribution_reference() -> None:
+    run = run_seed()
+    print(f"image reference differential: seed {run} (replay with AOM_DIFF_SEED={run})")
+    refs = generate(run)
+    assert len(refs) >= MIN_REFERENCES
+
+    go = parse_images(refs)
+    ours = rego_parse(refs)
+
+    disagreements = [
+        (ref, comparable_go(answer), comparable_rego(ours.get(i)))
+        for i, (ref, answer) in enumerate(zip(refs, go, strict=True))
+        if comparable_go(answer) != comparable_rego(ours.get(i))
+    ]
+    valid = sum(1 for answer in go if answer["valid"])
+    print(f"{len(refs)} references ({valid} valid, {len(refs) - valid} invalid), {len(disagreements)} disagreements")
+    assert not disagreements, f"seed {run}: Go and Rego disagree (ref, go, rego): {disagreements[:20]!r}"
