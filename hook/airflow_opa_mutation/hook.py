@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _json, _pod_codec
-from ._version import __version__
 from ._airflow_context import airflow_context, describe
+from ._opa_client import DecisionClient
+from ._patch_engine import apply_patch
+from ._version import __version__
 from .config import Settings, load_settings
 from .decision import Decision, parse_decision
 from .errors import (
@@ -32,8 +34,6 @@ from .errors import (
     PodDenied,
     PodRef,
 )
-from ._opa_client import DecisionClient
-from ._patch_engine import apply_patch
 
 log = logging.getLogger("airflow_opa_mutation")
 
@@ -274,7 +274,8 @@ def _differs(before: dict[str, Any], after: dict[str, Any], roots: list[str]) ->
     if "" in roots:
         return _json.canonical(before) != _json.canonical(after)
     return any(
-        _fingerprint(_pod_codec.resolve(before, root)) != _fingerprint(_pod_codec.resolve(after, root)) for root in roots
+        _fingerprint(_pod_codec.resolve(before, root)) != _fingerprint(_pod_codec.resolve(after, root))
+        for root in roots
     )
 
 
