@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.lib.images
 
 # parse(ref): the parts of an image reference, following the Docker rules:
@@ -9,7 +7,7 @@ package airflow.pod.lib.images
 #   parse("python:3.11") == {"registry": "docker.io", "repository": "library/python",
 #     "tag": "3.11", "digest": "", "name": "docker.io/library/python"}
 # Undefined for a reference that does not parse. One regex match does the
-# splitting (a Rego function call costs several builtin calls).
+# splitting.
 parse(ref) := {
 	"registry": registry,
 	"repository": repository,
