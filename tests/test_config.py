@@ -81,6 +81,54 @@ def test_bad_values_name_the_key_and_value(key, value, needle):
     assert raised.value.key == key
 
 
+# Kubernetes' label-key rule (apimachinery validation.IsQualifiedName): [prefix "/"] name, name <= 63
+# characters of [-A-Za-z0-9_.] starting and ending alphanumeric, prefix a lowercase DNS subdomain <= 253.
+PREFIX_253 = ".".join(["a" * 63] * 4)[:253]
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "a",
+        "team",
+        "Team_2.x-y",
+        "n" * 63,
+        "example.com/team",
+        f"{PREFIX_253}/{'n' * 63}",  # 317 characters: the longest key Kubernetes accepts
+        "1-2/3",
+    ],
+)
+def test_label_keys_kubernetes_accepts(label):
+    assert load_settings({"AIRFLOW__OPA_MUTATION__PROTECTED_LABELS": label}, FakeAirflowConf({})).protected_labels == (label,)
+    assert Settings(protected_labels=(label,)).protected_labels == (label,)
+
+
+@pytest.mark.parametrize(
+    ("label", "needle"),
+    [
+        ("n" * 64, "the name"),
+        (f"{PREFIX_253}a/n", "the prefix"),  # 254-character prefix
+        (f"{PREFIX_253}/{'n' * 64}", "the name"),  # 318 characters
+        ("Example.com/team", "the prefix"),
+        ("/team", "the prefix"),
+        ("example.com/", "the name"),
+        ("a/b/c", "one '/'"),
+        ("-team", "the name"),
+        ("team_", "the name"),
+        ("te am", "the name"),
+        ("tëam", "the name"),
+    ],
+)
+def test_label_keys_kubernetes_refuses(label, needle):
+    with pytest.raises(ConfigError, match="not a label key") as raised:
+        load_settings({"AIRFLOW__OPA_MUTATION__PROTECTED_LABELS": f"ok, {label}"}, FakeAirflowConf({}))
+    assert needle in str(raised.value)
+    with pytest.raises(ConfigError, match="not a label key") as raised:
+        Settings(protected_labels=(label,))
+    assert raised.value.key == "protected_labels"
+    assert raised.value.value == label
+
+
 def test_conflicting_and_incomplete_tls_settings(tmp_path):
     token = tmp_path / "token"
     token.write_text("t")

@@ -1,25 +1,24 @@
-"""Every policy sample through the real hook and a real OPA serving policies/ (plus the sample's config).
+"""Every policy sample through ``verify``'s own checker, against a real OPA serving policies/ (plus the sample's
+config), the way ``airflow-opa-mutation verify`` runs them: one checker, so the test and the command cannot
+drift apart.
 
 A sample (policies/<name>/samples/*) holds the input pod, the Airflow context, the configuration delta it
-needs, and the expected outcome of the whole library: the mutated pod, or the deny and warn messages.
-Each is also checked for convergence: evaluating the mutated pod again yields no ops.
+needs, and the expected outcome of the whole library: the deny and warn lists and the mutated pod, which
+must converge (evaluating it again yields no ops). Beyond the checker, each sample also goes through the
+hook's enforce path, which must do what ``evaluate`` said.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from pathlib import Path
-
 import pytest
-import yaml
 
-from airflow_opa_mutation import AUDIT_ANNOTATION, MutationHook, PodDenied, Settings, _pod_codec
-from airflow_opa_mutation.local_opa import LocalOpa
+from airflow_opa_mutation import PodDenied, _pod_codec
+from airflow_opa_mutation.cli._common import OpaProvider
+from airflow_opa_mutation.cli.verify import Sample, check, discover
 
-REPO = Path(__file__).resolve().parents[1]
-POLICIES = REPO / "policies"
-SAMPLES = sorted(p for p in POLICIES.glob("*/samples/*") if p.is_file())
+from .conftest import POLICIES
+
+SAMPLES = discover(POLICIES)
 
 
 def test_every_policy_has_samples():
@@ -30,57 +29,28 @@ def test_every_policy_has_samples():
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    """One real OPA per distinct configuration delta, shared by the samples that use it."""
-    started: dict[str, LocalOpa] = {}
-
-    def get(config: dict) -> LocalOpa:
-        key = json.dumps(config, sort_keys=True)
-        if key not in started:
-            paths = [POLICIES]
-            if config:
-                folder = tmp_path_factory.mktemp("config")
-                (folder / "config.json").write_text(json.dumps({"airflow": {"pod": {"config": config}}}))
-                paths.append(folder / "config.json")
-            started[key] = LocalOpa(paths).start()
-        return started[key]
-
-    yield get
-    for server in started.values():
-        server.stop()
+def provider():
+    """One real OPA per distinct configuration delta, shared by the samples that use it (as in verify)."""
+    with OpaProvider(policies=POLICIES, audit_annotation=False) as opa:
+        yield opa
 
 
-def messages(entries):
-    return sorted((m["policy"], m["msg"]) for m in entries or [])
-
-
-@pytest.mark.parametrize("sample_path", SAMPLES, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
-def test_sample(sample_path, servers, caplog):
-    sample = yaml.safe_load(sample_path.read_text())
-    expect = sample["expect"]
-    opa = servers(sample.get("config") or {})
-    hook = MutationHook(Settings(url=opa.url, audit_annotation=False))
-    pod = _pod_codec.decode(sample["pod"])
-    before = pod.to_dict()
-    outcome = hook.evaluate(pod)
-    try:
-        caplog.set_level(logging.WARNING, logger="airflow_opa_mutation")
-        if expect.get("deny"):
-            with pytest.raises(PodDenied) as raised:
-                hook(pod)
-            assert sorted((m.policy, m.msg) for m in raised.value.messages) == messages(expect["deny"])
-            assert pod.to_dict() == before
-            return
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda s: f"{s.policy}/{s.name}")
+def test_sample(sample: Sample, provider):
+    hook = provider.hook(sample.config)
+    result = check(sample, hook)
+    assert result.problems == [], "\n".join([*result.problems, *result.diff])
+    assert result.status == "pass"
+    outcome = result.outcome
+    assert outcome is not None and outcome.decision is not None
+    # The enforce path does what evaluate said: a denied pod is left exactly as it was, any other
+    # becomes the evaluated pod.
+    pod = _pod_codec.decode(sample.document["pod"])
+    if outcome.decision.deny:
+        with pytest.raises(PodDenied):
+            hook(pod)
+        assert _pod_codec.encode(pod) == sample.document["pod"]
+    else:
+        assert result.converged is True
         hook(pod)
-        got_warn = sorted((m.policy, m.msg) for m in outcome.decision.warn) if outcome.decision else []
-        assert got_warn == messages(expect.get("warn"))
-        expected_pod = expect.get("pod", sample["pod"])
-        assert _pod_codec.encode(pod) == expected_pod
-        assert AUDIT_ANNOTATION not in (pod.metadata.annotations or {})
-        # Convergence: the mutated pod, evaluated again, yields no ops.
-        again = hook.evaluate(pod)
-        assert again.error is None, again.error
-        assert again.decision is not None
-        assert [op.op for op in again.decision.patch] == []
-    finally:
-        hook.close()
+        assert _pod_codec.encode(pod) == outcome.after

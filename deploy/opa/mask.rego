@@ -16,7 +16,6 @@
 # event itself. See https://www.openpolicyagent.org/docs/management-decision-logs
 
 # OPA reads the mask from this package, wherever the file lives.
-# regal ignore:directory-package-mismatch
 package system.log
 
 container_kinds := ["containers", "initContainers", "ephemeralContainers"]

@@ -1,4 +1,3 @@
-# regal ignore:directory-package-mismatch
 package system.log_test
 
 import data.system.log

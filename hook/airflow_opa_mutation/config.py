@@ -9,6 +9,7 @@ default. Every value is validated once, when the hook is built, so a typo fails 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,7 +21,9 @@ from .errors import ConfigError
 SECTION = "opa_mutation"
 ENV_PREFIX = "AIRFLOW__OPA_MUTATION__"
 
-#: Labels Airflow uses to find and track its pods; a patch may never change or remove them.
+#: Labels Airflow uses to find and track its pods; a patch may never change or remove them. The policy
+#: library's copy is ``k8s.protected_labels`` (policies/lib/k8s.rego); tests/test_protected_labels.py
+#: asks a real OPA for it and fails when the two differ.
 AIRFLOW_LABELS = (
     "dag_id",
     "task_id",
@@ -117,11 +120,30 @@ def _boolean(key: str, raw: str) -> bool:
     raise ConfigError(key, raw, "expected true or false")
 
 
+# Kubernetes' label-key syntax, as apimachinery's validation.IsQualifiedName checks it: [prefix "/"] name,
+# the name at most 63 characters, the prefix a lowercase RFC 1123 subdomain of at most 253 (so 317 in all).
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _label_key_problem(label: str) -> str | None:
+    """Why ``label`` is not a Kubernetes label key, or ``None``: a key Kubernetes refuses cannot be on a pod."""
+    if label.count("/") > 1:
+        return "at most one '/' (prefix/name)"
+    prefix, slash, name = label.rpartition("/")
+    if slash and not (len(prefix) <= 253 and _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return "the prefix must be a lowercase DNS subdomain of at most 253 characters"
+    if not (len(name) <= 63 and _LABEL_NAME.fullmatch(name)):
+        return "the name must be 1-63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"
+    return None
+
+
 def _label_list(key: str, raw: str) -> tuple[str, ...]:
     labels = tuple(part.strip() for part in raw.split(",") if part.strip())
     for label in labels:
-        if any(ch.isspace() for ch in label) or len(label) > 316:
-            raise ConfigError(key, raw, f"{label!r} is not a label key")
+        problem = _label_key_problem(label)
+        if problem:
+            raise ConfigError(key, raw, f"{label!r} is not a label key: {problem}")
     return labels
 
 
@@ -193,6 +215,10 @@ def _validate(settings: Settings) -> None:
         path = getattr(settings, key)
         if path is not None and not Path(path).is_file():
             raise ConfigError(key, path, "no such file")
+    for label in settings.protected_labels:
+        problem = _label_key_problem(label)
+        if problem:
+            raise ConfigError("protected_labels", label, f"not a label key: {problem}")
     if settings.client_key and not settings.client_cert:
         raise ConfigError("client_key", settings.client_key, "client_key needs client_cert")
     if (settings.ca_bundle or settings.client_cert) and parts.scheme != "https":

@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.policies.airflow_labels
 
 # Adds team / cost-center labels looked up from input.airflow.dag_id. See README.md.

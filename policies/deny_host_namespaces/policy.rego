@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.policies.deny_host_namespaces
 
 # Denies pods sharing the node's network, PID or IPC namespace. See README.md.

@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.policies.deny_host_path
 
 # Denies hostPath volumes outside the allowed path prefixes. See README.md.

@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.policies.env_injection
 
 # Appends configured environment variables to every container that does not

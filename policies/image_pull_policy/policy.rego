@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.policies.image_pull_policy
 
 # Sets imagePullPolicy where absent (or everywhere with `override`). See README.md.

@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.policies.image_registry_mirror_test
 
 import data.airflow.pod.lib.fixtures_test as fx

@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.lib.config
 
 # Configuration as data.
@@ -23,8 +21,8 @@ user := c if {
 }
 
 # shipped[name]: a policy's Rego `defaults` ({"enabled", "params"} and
-# optionally "exempt"). A comprehension rather than a partial object rule:
-# it is evaluated on every query, and this form is about half the cost.
+# optionally "exempt"). A comprehension, not a partial object rule: see
+# policies/README.md, "Cost".
 # regal ignore:prefer-set-or-object-rule
 shipped := {name: defaults |
 	some name

@@ -6,17 +6,23 @@
 #   only these three rules, so the package document is the decision.
 # scope: package
 # entrypoint: true
-package airflow.pod.decision # regal ignore:directory-package-mismatch
-
-# (The folder is lib/, not airflow/pod/decision/: see policies/README.md, "Checks".)
+package airflow.pod.decision
 
 import data.airflow.pod.lib.framework
 
-# RFC 6902 operations, each tagged with "policy", in decision order.
+# METADATA
+# title: Patch
+# description: RFC 6902 operations against input.pod, each tagged with "policy", in decision order.
 patch := framework.patch
 
-# [{"msg", "policy"}], judged on the patched pod.
+# METADATA
+# title: Deny
+# description: |
+#   [{"msg", "policy"}], judged on the patched pod; non-empty means the hook
+#   refuses the pod.
 deny := framework.deny
 
-# [{"msg", "policy"}], judged on the patched pod.
+# METADATA
+# title: Warn
+# description: '[{"msg", "policy"}], judged on the patched pod; the hook logs them.'
 warn := framework.warn

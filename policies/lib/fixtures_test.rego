@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.lib.fixtures_test
 
 # Pods and helpers shared by the policy tests. The pods look like the ones

@@ -1,36 +1,39 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
-package airflow.pod.lib.framework
-
-# Gathers the policies in data.airflow.pod.policies.<name> into one decision.
+# METADATA
+# title: The policy framework
+# description: |
+#   Gathers the policies in data.airflow.pod.policies.<name> into one decision.
 #
-# Phase 1 (mutate): every active policy's `patch` is read against input.pod as
-#   Airflow sent it. Operations are tagged with the policy name and ordered by
-#   policy name, then by the policy's own order (an array keeps its order, a
-#   set is sorted). Identical operations are kept once (the first), operations
-#   touching fields the hook protects are dropped and denied, and two policies
-#   writing different values to one path are denied as a conflict.
-# Phase 2 (validate): the patch is applied with json.patch and every active
+#   Phase 1 (mutate): every active policy's `patch` is read against input.pod
+#   as Airflow sent it. Operations are tagged with the policy name and ordered
+#   by policy name, then by the policy's own order (an array keeps its order,
+#   a set is sorted). Identical operations are kept once (the first),
+#   operations touching fields the hook protects are dropped and denied, and
+#   two policies writing different values to one path are denied as a
+#   conflict.
+#
+#   Phase 2 (validate): the patch is applied with json.patch and every active
 #   policy's `deny` and `warn` are evaluated with input.pod replaced by the
 #   patched pod.
 #
-# A policy is active when its merged `enabled` is true and neither a global
-# nor one of its own exemptions matches the pod as Airflow sent it.
-#
-# Cost: every step is linear (or n log n) in the number of operations -
-# duplicates and shared paths are found by sorting, never by comparing all
-# pairs - and the common case (valid, unprotected, unique operations) takes a
-# handful of expressions per operation; the rare cases are looked at only
-# when a cheap test says they exist.
+#   A policy is active when its merged `enabled` is true and neither a global
+#   nor one of its own exemptions matches the pod as Airflow sent it. How the
+#   rules below stay cheap: policies/README.md, "Cost".
+# scope: package
+package airflow.pod.lib.framework
 
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.k8s
 import data.airflow.pod.lib.match
 import data.airflow.pod.lib.messages
 
-# The policy name under which the framework reports its own findings.
+# METADATA
+# title: The framework's own policy name
+# description: Deny and warn entries the framework raises itself carry this policy name.
 reporter := "framework"
 
+# METADATA
+# title: Policy names
+# description: The name of every policy package that defines `defaults`, sorted.
 policy_names := sort(object.keys(config.settings))
 
 # --- exemptions -------------------------------------------------------------
@@ -41,7 +44,9 @@ _exempts(matcher) if {
 	match.applies(matcher, k8s.pod, k8s.airflow)
 }
 
-# Names of the global exemptions matching this pod.
+# METADATA
+# title: Global exemptions matching the pod
+# description: Names of the global exemptions whose matcher holds for the pod as Airflow sent it.
 global_exemptions contains name if {
 	some name, matcher in config.exempt
 	_exempts(matcher)
@@ -53,13 +58,19 @@ _policy_matchers := [[policy, name, matcher] |
 	some name, matcher in setting.exempt
 ]
 
-# policy_exemptions[policy]: names of that policy's exemptions matching this pod.
+# METADATA
+# title: Policy exemptions matching the pod
+# description: policy_exemptions[policy] holds the names of that policy's exemptions matching the pod.
 policy_exemptions[policy] contains name if {
 	some [policy, name, matcher] in _policy_matchers
 	_exempts(matcher)
 }
 
-# Active policies, sorted by name.
+# METADATA
+# title: Active policies
+# description: |
+#   The policies that take part, sorted by name: merged `enabled` is exactly
+#   true and no global or own exemption matches. Empty without a pod.
 active := [name |
 	k8s.pod != {}
 	count(global_exemptions) == 0
@@ -76,8 +87,11 @@ _ordered(x) := x if is_array(x)
 
 _ordered(x) := sort(x) if is_set(x)
 
-# Every operation the active policies propose, as [policy, operation], in
-# decision order.
+# METADATA
+# title: Proposed operations
+# description: |
+#   Every operation the active policies propose, as [policy, operation], in
+#   decision order (policy name, then the policy's own order).
 proposed := [[name, op] |
 	some name in active
 
@@ -85,24 +99,24 @@ proposed := [[name, op] |
 	some op in _ordered(data.airflow.pod.policies[name].patch)
 ]
 
-# The operations as proposed, untagged, and the pod they make. In the common
-# case (every operation valid, none protected, no copies) this is the
-# patched pod already, and per-operation validity is never checked.
-_raw := [op | some [_, op] in proposed]
+# The operations as proposed, untagged, and the pod they make (undefined when
+# they do not apply). In the common case (every operation valid, none
+# protected, no copies) that is the patched pod already.
+_proposed_ops := [op | some [_, op] in proposed]
 
-_raw_result := json.patch(k8s.pod, _raw)
+_proposed_pod := json.patch(k8s.pod, _proposed_ops)
 
-default _raw_applies := false
+default _proposed_ops_apply := false
 
-_raw_applies if _raw_result
+_proposed_ops_apply if _proposed_pod
 
 # The member each operation needs besides "op" and "path".
 _operand := {"add": "value", "replace": "value", "test": "value", "remove": "path", "move": "from", "copy": "from"}
 
 # Indices of malformed operations (looked for only when the patch failed).
 _malformed contains i if {
-	not _raw_applies
-	some i, op in _raw
+	not _proposed_ops_apply
+	some i, op in _proposed_ops
 	not _well_formed(op)
 }
 
@@ -118,39 +132,29 @@ _invalid contains msg if {
 }
 
 # Protected fields. _forbidden: pointers no operation may write - Airflow's
-# name, namespace and labels, the base container's name, and their ancestors
-# (writing an ancestor would overwrite them; Airflow's pods always have
-# them). The base container itself may not be removed or replaced (inserting
-# before it is fine). The label keys are k8s.protected_labels.
+# name, namespace and labels (k8s.protected_label_paths), the base
+# container's name, and their ancestors (writing an ancestor would overwrite them;
+# Airflow's pods always have them). The base container itself may not be
+# removed or replaced (inserting before it is fine).
 _base_paths contains sprintf("/spec/containers/%d", [i]) if {
 	some i, c in object.get(k8s.pod, ["spec", "containers"], [])
 	c.name == k8s.base_container
 }
 
-_forbidden := {
+_forbidden := ({
 	"",
 	"/metadata",
 	"/metadata/name",
 	"/metadata/namespace",
 	"/metadata/labels",
-	"/metadata/labels/dag_id",
-	"/metadata/labels/task_id",
-	"/metadata/labels/run_id",
-	"/metadata/labels/try_number",
-	"/metadata/labels/map_index",
-	"/metadata/labels/kubernetes_executor",
-	"/metadata/labels/kubernetes_pod_operator",
-	"/metadata/labels/airflow-worker",
-	"/metadata/labels/airflow_version",
-	"/metadata/labels/airflow_kpo_in_cluster",
 	"/spec",
 	"/spec/containers",
-} | {concat("", [p, "/name"]) | some p in _base_paths}
+} | k8s.protected_label_paths) | {concat("", [p, "/name"]) | some p in _base_paths}
 
 _sensitive := _forbidden | _base_paths
 
-# Operations whose path or source is sensitive at all (rare): only these are
-# looked at closely.
+# Operations whose path or source is sensitive at all: only these are looked
+# at closely.
 _suspects contains i if {
 	some i, [_, op] in proposed
 	op.path in _sensitive
@@ -161,22 +165,22 @@ _suspects contains i if {
 	op.from in _sensitive
 }
 
-# Indices of operations touching a protected field.
-_protected contains i if {
+# Indices of the operations that would change a protected field.
+_protected_violations contains i if {
 	some i in _suspects
 	op := proposed[i][1]
 	op.op != "test"
 	op.path in _forbidden
 }
 
-_protected contains i if {
+_protected_violations contains i if {
 	some i in _suspects
 	op := proposed[i][1]
 	op.op in {"remove", "replace"}
 	op.path in _base_paths
 }
 
-_protected contains i if {
+_protected_violations contains i if {
 	some i in _suspects
 	op := proposed[i][1]
 	op.op == "move"
@@ -184,7 +188,7 @@ _protected contains i if {
 }
 
 _protected_msgs contains msg if {
-	some i in _protected
+	some i in _protected_violations
 	not i in _malformed
 	[name, op] := proposed[i]
 	msg := sprintf("policy %q must not change %s (a field the hook protects); operation dropped", [name, op.path])
@@ -192,16 +196,21 @@ _protected_msgs contains msg if {
 
 # Identical operations (ignoring the policy tag) are applied once, first wins:
 # sorting [operation, index] puts copies next to each other, first one first.
-_sorted := sort([[op, i] | some i, op in _raw])
+_ops_with_index_sorted := sort([[op, i] | some i, op in _proposed_ops])
 
 # Indices of dropped operations: malformed, protected, or copies.
-_dropped := (_malformed | _protected) | {i |
-	some k, [op, i] in _sorted
+_dropped := (_malformed | _protected_violations) | {i |
+	some k, [op, i] in _ops_with_index_sorted
 	k > 0
-	_sorted[k - 1][0] == op
+	_ops_with_index_sorted[k - 1][0] == op
 }
 
-# The decision's patch: operations tagged with their policy.
+# METADATA
+# title: The decision's patch
+# description: |
+#   The proposed operations that are well formed, leave protected fields alone
+#   and are not copies of an earlier one, each tagged with "policy", in
+#   decision order.
 patch := [object.union(op, {"policy": name}) |
 	some i, [name, op] in proposed
 	not i in _dropped
@@ -218,9 +227,8 @@ _writes := sort([[op.path, op.policy, [object.get(op, "value", null), object.get
 	not endswith(op.path, "/-")
 ])
 
-# Paths written more than once (after copies were dropped): rare, so the
-# comparison below runs on few entries; when every path of the patch is
-# distinct there is nothing to compare.
+# Paths written more than once (after copies were dropped); when every path
+# of the patch is distinct there is nothing to compare.
 _shared_paths contains path if {
 	count({op.path | some op in patch}) != count(patch)
 	some k, [path, _, _] in _writes
@@ -248,18 +256,27 @@ _conflict_msgs contains msg if {
 
 # --- phase 2: validation on the patched pod ---------------------------------
 
-_applied := k8s.pod if {
-	count(_raw) == 0
-} else := _raw_result if {
+# The pod the decision's patch makes; undefined when it does not apply.
+_patch_result := k8s.pod if {
+	count(_proposed_ops) == 0
+} else := _proposed_pod if {
 	count(_dropped) == 0
 } else := json.patch(k8s.pod, patch)
 
+# METADATA
+# title: The patch applies
+# description: True when the decision's patch applies to input.pod.
+# scope: document
 default patch_applies := false
 
-patch_applies if _applied
+patch_applies if _patch_result
 
-# The pod the validating rules judge.
-patched_pod := _applied if patch_applies
+# METADATA
+# title: The pod the validating rules judge
+# description: |
+#   input.pod with the decision's patch applied, or input.pod itself when the
+#   patch does not apply (the decision then carries a framework deny).
+patched_pod := _patch_result if patch_applies
 
 else := k8s.pod
 
@@ -279,11 +296,11 @@ _warns[name] := _ordered(msgs) if {
 	msgs := data.airflow.pod.policies[name].warn
 }
 
-# Phase 2 in one evaluation: input.pod is the patched pod. `with` is the
-# point of the design here. The active set and the settings computed for the
-# pod as Airflow sent it are carried in, so exemptions are judged once, on
-# the original pod, and nothing is computed twice.
-_judged := [d, w] if {
+# Phase 2 in one evaluation: [deny messages by policy, warn messages by
+# policy] with input.pod as patched_pod. `with` is the point of the design
+# here. The active set and the settings computed for the pod as Airflow sent
+# it are carried in, so exemptions are judged once, on the original pod.
+_patched_pod_findings := [d, w] if {
 	settings := config.settings
 
 	# regal ignore:with-outside-test-context
@@ -324,13 +341,19 @@ _framework_warn contains sprintf("exemption %q of policy %q has no conditions an
 # at most messages.max_per_policy entries per list (then "... and N more"),
 # each at most messages.max_message_chars long: the pod cannot make the
 # decision large (lib/messages.rego).
-deny := _entries(_judged[0]) if {
+# METADATA
+# title: The decision's deny list
+# description: "[{\"msg\", \"policy\"}]: the active policies' deny messages on patched_pod, and the framework's."
+deny := _entries(_patched_pod_findings[0]) if {
 	count(_framework_deny) == 0
-} else := _entries(object.union(_judged[0], {reporter: sort(_framework_deny)}))
+} else := _entries(object.union(_patched_pod_findings[0], {reporter: sort(_framework_deny)}))
 
-warn := _entries(_judged[1]) if {
+# METADATA
+# title: The decision's warn list
+# description: "[{\"msg\", \"policy\"}]: the active policies' warn messages on patched_pod, and the framework's."
+warn := _entries(_patched_pod_findings[1]) if {
 	count(_framework_warn) == 0
-} else := _entries(object.union(_judged[1], {reporter: sort(_framework_warn)}))
+} else := _entries(object.union(_patched_pod_findings[1], {reporter: sort(_framework_warn)}))
 
 _entries(by_policy) := [{"msg": messages.cut(_as_text(m), messages.max_message_chars), "policy": name} |
 	some name in sort(object.keys(by_policy))

@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.lib.k8s
 
 # Pod accessors for policy authors. They read input.pod, so inside the
@@ -8,19 +6,31 @@ package airflow.pod.lib.k8s
 
 import data.airflow.pod.lib.messages
 
-# The labels Airflow sets and the hook protects; policies never write them.
-protected_labels := {
-	"dag_id",
-	"task_id",
-	"run_id",
-	"try_number",
-	"map_index",
-	"kubernetes_executor",
-	"kubernetes_pod_operator",
-	"airflow-worker",
-	"airflow_version",
-	"airflow_kpo_in_cluster",
+# METADATA
+# title: Airflow's labels, as JSON pointers
+# description: |
+#   The labels Airflow tracks its pods by: the one list in Rego. The
+#   framework drops and denies any operation writing them (or their
+#   ancestors). Pointers, because the framework matches operation paths
+#   against them on every query; protected_labels has the keys. The hook's
+#   copy (config.AIRFLOW_LABELS) is tested equal (tests/test_protected_labels.py).
+protected_label_paths := {
+	"/metadata/labels/dag_id",
+	"/metadata/labels/task_id",
+	"/metadata/labels/run_id",
+	"/metadata/labels/try_number",
+	"/metadata/labels/map_index",
+	"/metadata/labels/kubernetes_executor",
+	"/metadata/labels/kubernetes_pod_operator",
+	"/metadata/labels/airflow-worker",
+	"/metadata/labels/airflow_version",
+	"/metadata/labels/airflow_kpo_in_cluster",
 }
+
+# METADATA
+# title: Airflow's labels
+# description: The keys of protected_label_paths; policies never write them.
+protected_labels contains trim_prefix(path, "/metadata/labels/") if some path in protected_label_paths
 
 # The name of the main container Airflow creates; it is never removed or renamed.
 base_container := "base"

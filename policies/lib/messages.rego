@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.lib.messages
 
 # Bounds on what a pod can make a decision say. The pod is written by the

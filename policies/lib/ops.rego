@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.lib.ops
 
 # Helpers that build RFC 6902 operations. Every helper that "adds if absent"
@@ -8,9 +6,8 @@ package airflow.pod.lib.ops
 # framework drops identical duplicate operations (the second `add {}`), and only
 # real disagreements on one path become conflicts.
 
-# Note on cost: a call of a Rego function costs several times a builtin call,
-# so these helpers call builtins directly. "Present" means present and not
-# null (Kubernetes JSON as the hook sends it has no nulls).
+# "Present" means present and not null (Kubernetes JSON as the hook sends it
+# has no nulls).
 
 # escape(s): escape one JSON-pointer reference token (RFC 6901): "~" -> "~0", "/" -> "~1".
 escape(s) := s if {
@@ -95,7 +92,7 @@ _array_at(doc, path) := value if {
 #   - a field both hold as objects gets the sub-fields it lacks.
 # Null values are skipped: a configuration unsets a default with null.
 # doc is the document at pointer base. Pointers are built only for what is
-# missing, so a complete document costs a few lookups.
+# missing.
 fill(doc, base, key, desired, skip) := array.concat(root, array.concat(fields, subs)) if {
 	current := object.get(doc, key, {})
 	prefix := concat("", [base, "/", escape(key), "/"])

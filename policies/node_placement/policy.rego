@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.policies.node_placement
 
 # Adds nodeSelector entries and tolerations of the first matching rule. See README.md.

@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.policies.pod_security_context
 
 # Adds pod-level securityContext defaults where absent. See README.md.

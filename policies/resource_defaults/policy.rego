@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.policies.resource_defaults
 
 # Adds default resource requests and limits where a container has none.

@@ -1,5 +1,3 @@
-# Folders are named policies/<name>/, not after the package path (policies/README.md, "Checks").
-# regal ignore:directory-package-mismatch
 package airflow.pod.policies.security_context
 
 # Adds the restricted Pod Security Standard fields to each container's

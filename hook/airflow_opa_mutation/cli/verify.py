@@ -4,12 +4,12 @@ A sample (``DIR/<policy>/samples/*``, YAML; the shipped ones end in ``.yaml.samp
 policies/`` does not load them as data) holds ``description``, ``config`` (a configuration delta: served
 as ``data.airflow.pod.config`` by its own OPA, one per distinct delta), ``airflow`` (the task it stands
 for), ``pod``, and ``expect``: ``pod`` (the pod after the whole library), ``deny`` and ``warn`` (lists of
-``{policy, msg}``). The checks are those of tests/test_policy_samples.py, through the hook's own
-``MutationHook.evaluate``:
+``{policy, msg}``). :func:`check` is the one checker (tests/test_policy_samples.py runs it on the shipped
+samples), through the hook's own ``MutationHook.evaluate``:
 
-- a sample expecting a deny is denied with exactly those messages, and its ``expect.pod`` is what the
-  decision's patch would have made of the pod (the patch is not applied to a denied pod);
-- any other sample is allowed, with exactly the expected warnings, and becomes exactly ``expect.pod``;
+- the decision's deny and warn lists are exactly ``expect.deny`` and ``expect.warn``, denied or not;
+- a denied sample's ``expect.pod`` (when given) is what the decision's patch would have made of the pod
+  (the patch is not applied to a denied pod); any other sample becomes exactly ``expect.pod``;
 - convergence: the mutated pod, evaluated again, yields no ops (a policy that keeps patching its own
   output would flap, and the hook evaluates each pod once).
 
@@ -166,7 +166,7 @@ def check(sample: Sample, hook: MutationHook) -> SampleResult:
         result.fail(f"deny: expected {want_deny or 'none'}, got {got_deny or 'none'}")
     got_warn = _got(outcome.decision.warn)
     want_warn = _pairs(expect.get("warn"))
-    if not got_deny and got_warn != want_warn:
+    if got_warn != want_warn:
         result.fail(f"warn: expected {want_warn or 'none'}, got {got_warn or 'none'}")
     after = would_be(hook, outcome)
     want_pod = expect.get("pod", sample.document["pod"])
