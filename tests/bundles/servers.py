@@ -23,8 +23,11 @@ from typing import Any
 class _Server:
     handler: type[BaseHTTPRequestHandler]
 
-    def __init__(self) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self.handler)
+    def __init__(self, host: str = "127.0.0.1", bind: str | None = None) -> None:
+        # ``host`` is the address clients use; ``bind`` where to listen when that differs (a container
+        # reaching the host through its bridge's gateway, which exists only while a container runs).
+        self.host = host
+        self.httpd = ThreadingHTTPServer((bind or host, 0), self.handler)
         self.httpd.daemon_threads = True
         self.httpd.owner = self  # type: ignore[attr-defined]
         self.lock = threading.Lock()
@@ -33,7 +36,11 @@ class _Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
 
     def stop(self) -> None:
         self.httpd.shutdown()
@@ -76,10 +83,10 @@ class BundleServer(_Server):
 
     handler = _BundleHandler
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, host: str = "127.0.0.1", bind: str | None = None) -> None:
         self.root = root
         self.requests: list[tuple[float, str, int]] = []
-        super().__init__()
+        super().__init__(host, bind)
 
     def count(self, path: str, status: int) -> None:
         with self.lock:
@@ -121,11 +128,11 @@ class Collector(_Server):
 
     handler = _CollectorHandler
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", bind: str | None = None) -> None:
         self.events: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
         self.raw_logs: list[bytes] = []
-        super().__init__()
+        super().__init__(host, bind)
 
     def receive(self, path: str, raw: bytes) -> None:
         body = json.loads(raw)
