@@ -39,7 +39,7 @@ from ..conftest import REPO
 
 COMPOSE = REPO / "docker-compose.yml"
 OPA_PORT = 8181  # the container port compose publishes
-ANY_ADDRESS = "0.0.0.0"  # noqa: S104  (see the module docstring: the bridge's gateway comes and goes)
+ANY_ADDRESS = "0.0.0.0"  # see the module docstring: the bridge's gateway comes and goes
 # compose mounts the key `scripts/bundle-build keygen` writes; the tests mount the session's own key there.
 COMPOSE_KEY = "./build/bundle-keys/airflow_bundle.pub.pem"
 REVISION = "rev-container-1"
