@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from airflow_opa_mutation import AUDIT_ANNOTATION, MutationHook, PodDenied, Settings, _pod_codec
-from airflow_opa_mutation.local_opa import LocalOpa
+from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"

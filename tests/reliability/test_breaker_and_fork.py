@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from airflow_opa_mutation.local_opa import free_port
+from airflow_opa_mutation.cli._local_opa import free_port
 
 from ..conftest import decision_policy, worker_pod
 from .faultproxy import Fault

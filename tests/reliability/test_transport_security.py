@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from airflow_opa_mutation import OpaUnavailable
-from airflow_opa_mutation.local_opa import LocalOpa, free_port
+from airflow_opa_mutation.cli._local_opa import LocalOpa, free_port
 
 from ..conftest import decision_policy, worker_pod
 from .certs import TestCA
