@@ -6,7 +6,8 @@ needs one deadline bounding the whole call with its retries (a urllib3 ``Retry``
 timeout), a cap on the response size, a token re-read from its file per request (rotated secrets), the
 HTTP status kept for the error, and a cost near the raw round trip (the scheduler waits on every call):
 the request goes straight to a urllib3 connection pool, the transport requests itself uses, skipping
-~0.2 ms of requests' per-call work, and no process that runs the hook imports requests or aiohttp.
+~0.2 ms of requests' per-call work, and a process running the hook never imports opa-python-client
+(nor the aiohttp it pulls in: +0.34-0.48 s at the first pod).
 URL, TLS files and token come from ``_opa_endpoint``, shared with the command line.
 """
 
