@@ -32,7 +32,7 @@ import urllib3
 
 from airflow_opa_mutation import MutationHook, Settings, _json, _pod_codec
 from airflow_opa_mutation._airflow_context import airflow_context
-from airflow_opa_mutation.local_opa import LocalOpa
+from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 REPO = Path(__file__).resolve().parents[1]
 DECISION = "/v1/data/airflow/pod/decision"

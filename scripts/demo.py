@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from airflow_opa_mutation import MutationHook, OpaMutationError, PodDenied, Settings, _pod_codec
-from airflow_opa_mutation.local_opa import LocalOpa
+from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 REPO = Path(__file__).resolve().parents[1]
 PODS = REPO / "scripts" / "demo-pods"

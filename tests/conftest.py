@@ -13,7 +13,7 @@ from kubernetes import client as k8s
 
 import airflow_opa_mutation as aom
 from airflow_opa_mutation import MutationHook, Settings
-from airflow_opa_mutation.local_opa import LocalOpa
+from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"

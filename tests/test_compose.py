@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from airflow_opa_mutation._version import OPA_VERSION
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -18,6 +20,13 @@ def pinned(name: str) -> str:
     match = re.search(rf"^{name}=(\S+)$", text, re.MULTILINE)
     assert match, name
     return match.group(1)
+
+
+def test_the_scripts_build_the_opa_version_the_package_names():
+    """scripts/versions.env reads OPA's version from the package (the one copy an installed wheel has too)."""
+    sourced = subprocess.run(["bash", "-c", f"source {REPO / 'scripts' / 'versions.env'} && echo $OPA_VERSION"],
+                             check=True, capture_output=True, text=True, cwd="/")
+    assert sourced.stdout.strip() == f"v{OPA_VERSION}"
 
 
 def _compose() -> dict:
@@ -36,7 +45,7 @@ def _option(command: list[str], flag: str) -> list[str]:
 def test_opa_sidecar_is_pinned_and_runs_the_shipped_configuration():
     compose = _compose()
     opa = compose["services"]["opa"]
-    image = f"openpolicyagent/opa:{pinned('OPA_VERSION').lstrip('v')}"
+    image = f"openpolicyagent/opa:{OPA_VERSION}"
     assert opa["image"] == image
     command = opa["command"]
     assert command[:2] == ["run", "--server"]

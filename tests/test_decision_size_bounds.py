@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from airflow_opa_mutation.local_opa import LocalOpa
+from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"

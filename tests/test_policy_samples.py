@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_opa_mutation import PodDenied, _pod_codec
-from airflow_opa_mutation.cli._common import OpaProvider
+from airflow_opa_mutation.cli._opa_provider import OpaProvider
 from airflow_opa_mutation.cli.verify import Sample, check, discover
 
 from .conftest import POLICIES

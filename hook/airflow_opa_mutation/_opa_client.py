@@ -1,12 +1,14 @@
 """Asking OPA for a decision: one keep-alive pool, one overall deadline, typed failures.
 
-``opa_client.OpaClient`` (opa-python-client) is built with the same TLS, client-certificate and token
-settings and serves the health checks. The decision call itself bypasses ``OpaClient.query_rule``,
-because the contract needs what ``query_rule`` cannot give: one deadline bounding the whole call with
-its retries (its urllib3 ``Retry`` backs off past any timeout), a cap on the response size, a token
-re-read from its file per request (rotated secrets), the HTTP status kept for the error, and a cost
-near the raw round trip (the scheduler waits on every call): the request goes straight to a urllib3
-connection pool — the transport requests itself uses — skipping ~0.2 ms of requests' per-call work.
+This is the hook's only way to OPA, and it speaks urllib3 directly rather than through a client library
+(opa-python-client serves OPA's management API in the command line, ``cli/_opa_admin``): the contract
+needs one deadline bounding the whole call with its retries (a urllib3 ``Retry`` backs off past any
+timeout), a cap on the response size, a token re-read from its file per request (rotated secrets), the
+HTTP status kept for the error, and a cost near the raw round trip (the scheduler waits on every call):
+the request goes straight to a urllib3 connection pool, the transport requests itself uses, skipping
+~0.2 ms of requests' per-call work, and a process running the hook never imports opa-python-client
+(nor the aiohttp it pulls in: +0.34-0.48 s at the first pod).
+URL, TLS files and token come from ``_opa_endpoint``, shared with the command line.
 """
 
 from __future__ import annotations
@@ -16,13 +18,9 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
 import urllib3
-from opa_client import OpaClient as _UpstreamClient
 from urllib3.exceptions import (
     HTTPError as _Urllib3Error,
 )
@@ -37,8 +35,9 @@ from urllib3.exceptions import (
 
 from . import _json
 from ._deadline import WATCHDOG, DeadlineHTTPConnection, DeadlineHTTPSConnection, Guard
+from ._opa_endpoint import opa_endpoint
 from .config import Settings
-from .errors import ConfigError, OpaUnavailable, PatchRejected, PodRef
+from .errors import OpaUnavailable, PatchRejected, PodRef
 
 #: Statuses worth another try within the deadline: OPA (or a proxy in front of it) was briefly sick.
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
@@ -51,37 +50,6 @@ class OpaResponse:
     status: int
     elapsed: float
     attempts: int
-
-
-_BAD_TOKEN = "contains characters an HTTP header cannot carry (a line break or control character?)"
-
-
-def _header_safe(token: str) -> bool:
-    """Whether ``token`` can go into an Authorization header as is. Otherwise http.client raises a
-    ValueError quoting the header, token and all: an untyped error with the secret in its message."""
-    return all(" " <= ch <= "~" for ch in token)
-
-
-class _TokenFile:
-    """A bearer token read from a file, re-read whenever the file changes (rotated secrets)."""
-
-    def __init__(self, path: str) -> None:
-        self._path = Path(path)
-        self._stamp: tuple[int, int, int] | None = None
-        self._token = ""
-        self._lock = threading.Lock()
-
-    def get(self) -> str:
-        try:
-            stat = self._path.stat()
-        except OSError as exc:
-            raise OpaUnavailable(f"cannot read token_file {self._path}: {exc.strerror}") from None
-        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        with self._lock:
-            if stamp != self._stamp:
-                self._token = self._path.read_text().strip()
-                self._stamp = stamp
-            return self._token
 
 
 class CircuitBreaker:
@@ -130,25 +98,17 @@ class DecisionClient:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        parts = urlsplit(settings.url)
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or (443 if self._https else 80)
+        self.endpoint = opa_endpoint(settings)
         self.decision_url = f"{settings.url}/v1/data/{settings.decision_path}"
         self.health_url = f"{settings.url}/health"
-        self._token_file = _TokenFile(settings.token_file) if settings.token_file else None
-        self._path = f"{parts.path.rstrip('/')}/v1/data/{settings.decision_path}"
-        self._health_path = f"{parts.path.rstrip('/')}/health?bundles=true"
+        self._path = f"{self.endpoint.prefix}/v1/data/{settings.decision_path}"
+        self._health_path = f"{self.endpoint.prefix}/health?bundles=true"
         self._lock = threading.Lock()
         self._pid = -1
-        self._upstream: _UpstreamClient | None = None
         self._pool: urllib3.HTTPConnectionPool | None = None
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if settings.token:
-            if not _header_safe(settings.token):
-                # Never echo the value: it is a secret (and ConfigError prints the value it is given).
-                raise ConfigError("token", "<redacted>", _BAD_TOKEN)
-            self._headers["Authorization"] = f"Bearer {settings.token}"
+        if self.endpoint.token_file is None:
+            self._headers.update(self.endpoint.authorization())  # fixed: sent as is with every request
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
         _CLIENTS.add(self)
 
@@ -162,93 +122,46 @@ class DecisionClient:
         self._lock = threading.Lock()
         self.breaker._lock = threading.Lock()
         self.breaker._probing = False  # a probe in flight belonged to a parent thread
-        if self._token_file is not None:
-            self._token_file._lock = threading.Lock()
-
-    def _client(self) -> _UpstreamClient:
-        self._ensure_fresh()
-        assert self._upstream is not None
-        return self._upstream
+        self.endpoint.after_fork_in_child()
 
     def _decision_pool(self) -> urllib3.HTTPConnectionPool:
-        self._ensure_fresh()
-        assert self._pool is not None
-        return self._pool
-
-    def _ensure_fresh(self) -> None:
         pid = os.getpid()
         if self._pid != pid:
             with self._lock:
                 if self._pid != pid:
                     # After fork() the parent's sockets are shared with the child: never reuse them.
-                    self._upstream = self._build_upstream()
                     self._pool = self._build_pool()
                     self._pid = pid
+        assert self._pool is not None
+        return self._pool
 
     def _build_pool(self) -> urllib3.HTTPConnectionPool:
-        s = self.settings
+        endpoint = self.endpoint
         pool: urllib3.HTTPConnectionPool
-        if not self._https:
-            pool = urllib3.HTTPConnectionPool(self._host, self._port, maxsize=64, block=False, retries=False)
+        if not endpoint.https:
+            pool = urllib3.HTTPConnectionPool(endpoint.host, endpoint.port, maxsize=64, block=False, retries=False)
             pool.ConnectionCls = DeadlineHTTPConnection  # the deadline covers reading the answer too
             return pool
         pool = urllib3.HTTPSConnectionPool(
-            self._host,
-            self._port,
-            maxsize=64,
-            block=False,
-            retries=False,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=s.ca_bundle,
-            cert_file=s.client_cert,
-            key_file=s.client_key,
+            endpoint.host, endpoint.port, maxsize=64, block=False, retries=False, **endpoint.urllib3_tls()
         )
         pool.ConnectionCls = DeadlineHTTPSConnection
         return pool
 
-    def _build_upstream(self) -> _UpstreamClient:
-        s = self.settings
-        cert: str | tuple[str, str] | None = None
-        if s.client_cert:
-            cert = (s.client_cert, s.client_key) if s.client_key else s.client_cert
-        # opa-python-client passes ``ssl`` to requests' ``verify``: a CA bundle path or True.
-        verify: bool | str = (s.ca_bundle or True) if self._https else False
-        upstream = _UpstreamClient(
-            host=self._host,
-            port=self._port,
-            ssl=verify,  # the client forwards it to requests' verify
-            cert=cert,
-            token=s.token,
-            retries=0,  # we retry ourselves, within one deadline
-            timeout=s.timeout,
-        )
-        session: requests.Session = upstream._session
-        session.trust_env = False  # like the decision pool: no proxy or .netrc lookup for a sidecar
-        return upstream
-
     def close(self) -> None:
         with self._lock:
-            if self._upstream is not None:
-                self._upstream.close_connection()
             if self._pool is not None:
                 self._pool.close()
-            self._upstream = None
             self._pool = None
             self._pid = -1
 
     # -- calls -----------------------------------------------------------------------------------------
 
-    def healthy(self, query: dict[str, bool] | None = None) -> bool:
-        return bool(self._client().check_health(query=query, diagnostic_url=self.health_url))
-
     def _request_headers(self) -> dict[str, str]:
         """The headers of one request: a token from ``token_file`` is re-read (rotated secrets)."""
-        if self._token_file is None:
+        if self.endpoint.token_file is None:
             return self._headers
-        token = self._token_file.get()
-        if not _header_safe(token):
-            raise OpaUnavailable(f"the token in token_file {self.settings.token_file}: {_BAD_TOKEN}")
-        return {**self._headers, "Authorization": f"Bearer {token}"}
+        return {**self._headers, **self.endpoint.authorization()}
 
     def require_bundles(self, *, pod: PodRef | None = None) -> None:
         """Raise :class:`OpaUnavailable` unless OPA has activated all its bundles (``/health?bundles``).

@@ -150,17 +150,29 @@ def _decode_classic(data: JSON, kind: str, pointer: str) -> Any:
             raise DecodeError(f"{pointer}: expected an object, got {_kind(data)}", pointer)
         item = kind[kind.index(",") + 1 : -1].strip()
         return {key: _decode_classic(value, item, f"{pointer}/{_escape(key)}") for key, value in data.items()}
+    if kind in _SCALARS or kind in _LEAVES:
+        return _decode_leaf(data, kind, pointer)
+    return _decode_model(data, kind, pointer)
+
+
+#: Leaf types besides the scalars: ``object`` (int-or-string and free-form fields) and timestamps.
+_LEAVES = frozenset({"object", "datetime", "date"})
+
+
+def _decode_leaf(data: JSON, kind: str, pointer: str) -> Any:
     scalar = _SCALARS.get(kind)
     if scalar is not None:
         if (isinstance(data, bool) and kind != "bool") or not isinstance(data, scalar):
             raise DecodeError(f"{pointer}: expected a {kind}, got {_kind(data)} {data!r:.60}", pointer)
         return data
-    if kind == "object":  # int-or-string and free-form fields: any JSON value
+    if kind == "object":  # any JSON value
         return data
-    if kind in ("datetime", "date"):
-        if not isinstance(data, str):
-            raise DecodeError(f"{pointer}: expected a {kind} string, got {_kind(data)}", pointer)
-        return _api_client()._ApiClient__deserialize(data, kind)
+    if not isinstance(data, str):
+        raise DecodeError(f"{pointer}: expected a {kind} string, got {_kind(data)}", pointer)
+    return _api_client()._ApiClient__deserialize(data, kind)
+
+
+def _decode_model(data: JSON, kind: str, pointer: str) -> Any:
     klass = getattr(k8s, kind, None)
     if klass is None:  # pragma: no cover - a type the generated client names but does not define
         raise DecodeError(f"{pointer}: unknown model type {kind}", pointer)
@@ -293,29 +305,37 @@ def first_difference(want: JSON, got: JSON, pointer: str = "") -> tuple[str, str
             return pointer, f"the field is unknown to the kubernetes client or cannot be {want_kind}"
         return pointer, f"expected a {got_kind} here, got {want_kind} {want!r:.60}"
     if isinstance(want, dict):
-        for key, value in want.items():
-            sub = f"{pointer}/{_escape(key)}"
-            if key not in got:
-                if value is None:
-                    return sub, "null is not a value Kubernetes keeps; remove the field instead"
-                return sub, "field unknown to the kubernetes client (a typo, or the wrong place?)"
-            found = first_difference(value, got[key], sub)
-            if found is not None:
-                return found
-        for key in got:
-            if key not in want:
-                return f"{pointer}/{_escape(key)}", "field appeared on conversion"
-        return None
+        return _object_difference(want, got, pointer)
     if isinstance(want, list):
-        if len(want) != len(got):
-            return pointer, f"array of {len(want)} items became {len(got)} items"
-        for index, (a, b) in enumerate(zip(want, got, strict=True)):
-            found = first_difference(a, b, f"{pointer}/{index}")
-            if found is not None:
-                return found
-        return None
+        return _array_difference(want, got, pointer)
     if want != got:
         return pointer, f"value {want!r:.60} became {got!r:.60}"
+    return None
+
+
+def _object_difference(want: dict[str, JSON], got: dict[str, JSON], pointer: str) -> tuple[str, str] | None:
+    for key, value in want.items():
+        sub = f"{pointer}/{_escape(key)}"
+        if key not in got:
+            if value is None:
+                return sub, "null is not a value Kubernetes keeps; remove the field instead"
+            return sub, "field unknown to the kubernetes client (a typo, or the wrong place?)"
+        found = first_difference(value, got[key], sub)
+        if found is not None:
+            return found
+    for key in got:
+        if key not in want:
+            return f"{pointer}/{_escape(key)}", "field appeared on conversion"
+    return None
+
+
+def _array_difference(want: list[JSON], got: list[JSON], pointer: str) -> tuple[str, str] | None:
+    if len(want) != len(got):
+        return pointer, f"array of {len(want)} items became {len(got)} items"
+    for index, (a, b) in enumerate(zip(want, got, strict=True)):
+        found = first_difference(a, b, f"{pointer}/{index}")
+        if found is not None:
+            return found
     return None
 
 

@@ -32,7 +32,7 @@ import pytest
 from kubernetes import client as k8s
 
 from airflow_opa_mutation import MutationHook, Settings
-from airflow_opa_mutation.local_opa import LocalOpa
+from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 from ..conftest import POLICIES, REPO, decision_policy
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
@@ -35,7 +36,6 @@ def rows(document, launcher=None):
 
 
 def test_json_matches_the_schema(scanned):
-    jsonschema = pytest.importorskip("jsonschema")
     _, document = scanned
     jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(document)
 

@@ -21,8 +21,8 @@ import pytest
 import requests
 from kubernetes import client as k8s
 
-from airflow_opa_mutation import bundle
-from airflow_opa_mutation.local_opa import LocalOpa
+from airflow_opa_mutation.cli import _bundle_builder as bundle
+from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 from ..conftest import POLICIES, REPO, worker_pod
 from .servers import BundleServer, Collector

@@ -12,8 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from airflow_opa_mutation import bundle
+from airflow_opa_mutation.cli import _bundle_builder as bundle
+from airflow_opa_mutation.cli import cli
+from airflow_opa_mutation.cli._local_opa import opa_binary
 
 from ..conftest import POLICIES, REPO
 from .conftest import KEY_ID, MARKER, Keys, org_config, record
@@ -68,7 +71,7 @@ def test_signature_covers_every_file_and_names_its_key(make_bundle):
 
 def test_opa_verifies_with_the_public_key_and_rejects_another(make_bundle, keys: Keys, tmp_path):
     built = make_bundle("rev-1")
-    opa = bundle.opa_binary()
+    opa = opa_binary()
 
     def verify(public: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -162,18 +165,20 @@ def test_default_revision_is_git_describe_else_the_version(tmp_path):
     assert bundle.default_revision(outside) == bundle.__version__
 
 
-def test_module_main_and_the_script_wrapper(keys: Keys, tmp_path, capsys):
+def test_the_command_and_the_script_wrapper(keys: Keys, tmp_path):
     config = org_config(tmp_path, "cli")
     out = tmp_path / "cli.tar.gz"
-    code = bundle.main(["build", "--policies", str(POLICIES), "--config", str(config), "--revision", "cli-1",
-                        "--signing-key", str(keys.private), "--verification-key", str(keys.public), "-o", str(out)])
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "revision cli-1" in printed and "tests" in printed and "samples" in printed
+    runner = CliRunner()
+    result = runner.invoke(cli, ["bundle", "build", "--policies", str(POLICIES), "--config", str(config),
+                                 "--revision", "cli-1", "--signing-key", str(keys.private),
+                                 "--verification-key", str(keys.public), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "revision cli-1" in result.stdout and "tests" in result.stdout and "samples" in result.stdout
     assert bundle.manifest_of(out)["revision"] == "cli-1"
 
-    assert bundle.main(["build", "--policies", str(POLICIES), "-o", str(tmp_path / "x.tar.gz")]) == 1
-    assert "signing-key is required" in capsys.readouterr().err
+    result = runner.invoke(cli, ["bundle", "build", "--policies", str(POLICIES), "-o", str(tmp_path / "x.tar.gz")])
+    assert result.exit_code == 1
+    assert "signing-key is required" in result.stderr
 
     script = subprocess.run(
         [str(REPO / "scripts" / "bundle-build"), "--signing-key", str(keys.private), "--revision", "script-1",
@@ -184,10 +189,12 @@ def test_module_main_and_the_script_wrapper(keys: Keys, tmp_path, capsys):
     assert bundle.manifest_of(tmp_path / "script.tar.gz")["revision"] == "script-1"
 
     module = subprocess.run(
-        [sys.executable, "-m", "airflow_opa_mutation.bundle", "keygen", "--out", str(tmp_path / "k"), "--bits", "2048"],
+        [sys.executable, "-m", "airflow_opa_mutation.cli", "bundle", "keygen", "--out", str(tmp_path / "k"),
+         "--bits", "2048"],
         check=False, capture_output=True, text=True,
     )
     assert module.returncode == 0, module.stderr
     assert (tmp_path / "k" / f"{KEY_ID}.pem").stat().st_mode & 0o777 == 0o600
-    again = bundle.main(["keygen", "--out", str(tmp_path / "k"), "--bits", "2048"])
-    assert again == 1, "an existing signing key is never overwritten"
+    again = runner.invoke(cli, ["bundle", "keygen", "--out", str(tmp_path / "k"), "--bits", "2048"])
+    assert again.exit_code == 1, "an existing signing key is never overwritten"
+    assert "refusing to overwrite" in again.stderr

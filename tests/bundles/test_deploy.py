@@ -12,7 +12,7 @@ import time
 import requests
 import yaml
 
-from airflow_opa_mutation.local_opa import free_port, opa_binary
+from airflow_opa_mutation.cli._local_opa import free_port, opa_binary
 
 from ..conftest import REPO, decision_policy
 from .conftest import CONFIG, RESOURCE, injected_marker, secret_pod, wait_active

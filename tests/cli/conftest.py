@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from click.testing import CliRunner, Result
 
 from airflow_opa_mutation.cli import cli
-from airflow_opa_mutation.local_opa import LocalOpa
+from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 from ..conftest import REPO
+from .golden import LIBRARY
 
 # Where Airflow is installed, the configuration reads airflow.cfg: never the developer's.
 if "AIRFLOW_HOME" not in os.environ:
@@ -25,19 +26,7 @@ if "AIRFLOW_HOME" not in os.environ:
     os.environ["AIRFLOW_HOME"] = _HOME
     os.environ["AIRFLOW_CONFIG"] = os.path.join(_HOME, "airflow.cfg")
 
-HERE = Path(__file__).resolve().parent
-LIBRARY = HERE / "library"
-PODS = HERE / "pods"
-GOLDEN = HERE / "golden"
 SCHEMA_PATH = REPO / "docs" / "cli-output.schema.json"
-
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_PORT = re.compile(r"127\.0\.0\.1:\d+")
-
-
-def normalise(text: str) -> str:
-    """Golden text: request uids and local OPA ports vary from run to run."""
-    return _PORT.sub("127.0.0.1:<port>", _UUID.sub("<uuid>", text))
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +53,6 @@ def run() -> Callable[..., Result]:
 
 @pytest.fixture(scope="session")
 def schema_validator() -> Callable[[Any], None]:
-    jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(SCHEMA_PATH.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)

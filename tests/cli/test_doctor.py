@@ -6,9 +6,13 @@ import textwrap
 
 import pytest
 
+from airflow_opa_mutation import Settings
+from airflow_opa_mutation._opa_endpoint import opa_endpoint
+from airflow_opa_mutation.cli._local_opa import LocalOpa, free_port
+from airflow_opa_mutation.cli._opa_admin import admin_client
 from airflow_opa_mutation.cli.doctor import PINNED_OPA
-from airflow_opa_mutation.local_opa import free_port
 
+from ..reliability.certs import TestCA
 from .conftest import LIBRARY, parse
 
 
@@ -110,35 +114,102 @@ def test_token_missing_is_an_auth_failure(run, token_opa):
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    certs = pytest.importorskip("tests.reliability.certs", reason="the test CA helper is not there")
     folder = tmp_path_factory.mktemp("pki")
-    ca = certs.TestCA(folder, "ca")
+    ca = TestCA(folder, "ca")
     server = ca.issue("opa", dns=("localhost",), ips=("127.0.0.1",))
-    return {"ca": ca.cert_path, "cert": server.cert, "key": server.key}
+    client = ca.issue("airflow-scheduler", client=True)
+    return {"ca": ca.cert_path, "cert": server.cert, "key": server.key,
+            "client_cert": client.cert, "client_key": client.key}
+
+
+def _tls(pki) -> list[str]:
+    return ["--tls-cert-file", str(pki["cert"]), "--tls-private-key-file", str(pki["key"])]
 
 
 @pytest.fixture
-def tls_opa(pki, tmp_path):
-    from airflow_opa_mutation.local_opa import LocalOpa
-
-    opa = LocalOpa([LIBRARY], scheme="https", args=["--tls-cert-file", str(pki["cert"]),
-                                                     "--tls-private-key-file", str(pki["key"])])
-    with opa:
+def tls_opa(pki):
+    with LocalOpa([LIBRARY], scheme="https", args=_tls(pki)) as opa:
         yield opa
 
 
-@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def _ca_env(pki, **more: str) -> dict[str, str]:
+    return {"AIRFLOW__OPA_MUTATION__CA_BUNDLE": str(pki["ca"]), **more}
+
+
 def test_tls_verified_with_the_ca_bundle(run, tls_opa, pki):
-    document = parse(run("doctor", "--url", tls_opa.url, "-o", "json",
-                         env={"AIRFLOW__OPA_MUTATION__CA_BUNDLE": str(pki["ca"])}))
+    document = parse(run("doctor", "--url", tls_opa.url, "-o", "json", env=_ca_env(pki)))
     assert document["exit_code"] == 0, document["checks"]
-    assert checks(document)["tls"]["detail"] == f"HTTPS, server certificate verified with {pki['ca']}"
+    found = checks(document)
+    assert found["tls"]["detail"] == f"HTTPS, server certificate verified with {pki['ca']}"
+    assert found["reachable"]["status"] == found["bundles"]["status"] == found["decision"]["status"] == "ok"
 
 
-@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_tls_with_an_unknown_ca_fails_with_a_fix(run, tls_opa):
     document = parse(run("doctor", "--url", tls_opa.url, "-o", "json"))
     assert document["exit_code"] == 1
     reachable = checks(document)["reachable"]
     assert reachable["status"] == "fail" and "TLS handshake" in reachable["detail"]
     assert "ca_bundle" in reachable["fix"]
+
+
+@pytest.fixture
+def mtls_opa(pki):
+    """OPA that authenticates clients by certificate (--authentication=tls): only ours gets in."""
+    args = [*_tls(pki), "--authentication=tls", "--tls-ca-cert-file", str(pki["ca"])]
+    opa = LocalOpa([LIBRARY], scheme="https", args=args).start(wait=False)
+    settings = Settings(url=opa.url, ca_bundle=str(pki["ca"]), client_cert=str(pki["client_cert"]),
+                        client_key=str(pki["client_key"]))
+    with admin_client(opa_endpoint(settings), timeout=1) as admin:  # LocalOpa's own probe has no certificate
+        admin.wait_for_ready(timeout=30, interval=0.05, diagnostic_url=f"{opa.url}/health")
+    yield opa
+    opa.stop()
+
+
+def test_mutual_tls(run, mtls_opa, pki):
+    env = _ca_env(pki, AIRFLOW__OPA_MUTATION__CLIENT_CERT=str(pki["client_cert"]),
+                  AIRFLOW__OPA_MUTATION__CLIENT_KEY=str(pki["client_key"]))
+    document = parse(run("doctor", "--url", mtls_opa.url, "-o", "json", env=env))
+    assert document["exit_code"] == 0, document["checks"]
+    found = checks(document)
+    assert found["tls"]["detail"] == f"HTTPS, server certificate verified with {pki['ca']}, client certificate sent"
+    assert found["reachable"]["status"] == found["bundles"]["status"] == found["decision"]["status"] == "ok"
+    assert document["facts"]["decision"]["policies"] == ["team_label", "token_off"]
+
+
+def test_mutual_tls_without_a_client_certificate_fails(run, mtls_opa, pki):
+    document = parse(run("doctor", "--url", mtls_opa.url, "-o", "json", env=_ca_env(pki)))
+    assert document["exit_code"] == 1
+    reachable = checks(document)["reachable"]
+    assert reachable["status"] == "fail", reachable
+    assert "decision" not in checks(document)  # nothing else can be asked
+
+
+@pytest.fixture
+def tls_token_opa(pki, tmp_path):
+    (tmp_path / "authz").mkdir()
+    (tmp_path / "authz" / "authz.rego").write_text(AUTHZ)
+    args = [*_tls(pki), "--authentication=token", "--authorization=basic"]
+    with LocalOpa([tmp_path / "authz", LIBRARY], scheme="https", args=args) as opa:
+        yield opa
+
+
+def test_token_file_over_tls(run, tls_token_opa, pki, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    document = parse(run("doctor", "--url", tls_token_opa.url, "-o", "json",
+                         env=_ca_env(pki, AIRFLOW__OPA_MUTATION__TOKEN_FILE=str(token_file))))
+    assert document["exit_code"] == 0, document["checks"]
+    found = checks(document)
+    assert found["auth"] == {"name": "auth", "status": "ok", "detail": "the bearer token is accepted", "fix": None}
+    assert found["tls"]["status"] == found["bundles"]["status"] == "ok"
+
+
+def test_an_unusable_token_file_is_an_auth_failure(run, library_server, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("two\nlines")  # not a header value: read by the same code as the hook's
+    document = parse(run("doctor", "--url", library_server.url, "-o", "json",
+                         env={"AIRFLOW__OPA_MUTATION__TOKEN_FILE": str(token_file)}))
+    assert document["exit_code"] == 1
+    auth = checks(document)["auth"]
+    assert auth["status"] == "fail" and str(token_file) in auth["detail"] and "token_file" in auth["fix"]
+    assert "two" not in auth["detail"]  # never the secret

@@ -172,6 +172,13 @@ class FaultProxy:
         self, conn: socket.socket, fault: Fault, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> bool:
         """Send one answer; ``True`` when the connection may serve another request."""
+        made_up = self._made_up_answer(conn, fault)
+        if made_up is not None:
+            return made_up
+        return self._forwarded_answer(conn, fault, method, path, headers, body)
+
+    def _made_up_answer(self, conn: socket.socket, fault: Fault) -> bool | None:
+        """The faults answered without asking OPA; ``None`` for those that forward."""
         kind = fault.kind
         if kind == "hang":
             self._stopped.wait(self.hold)
@@ -191,26 +198,35 @@ class FaultProxy:
             conn.sendall(_response(200, payload, "text/plain"))
             return True
         if kind == "big":
-            pad = max(fault.size - 16, 0)
-            payload = b'{"result":{},"x":"' + b"a" * pad + b'"}'
-            if fault.declared:
-                conn.sendall(_head(200, "OK", [("Content-Type", "application/json")], fault.declared) + payload)
-                self._stopped.wait(self.hold)
-                return False
-            if fault.chunked:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-                for start in range(0, len(payload), 65536):
-                    piece = payload[start : start + 65536]
-                    conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
-                conn.sendall(b"0\r\n\r\n")
-            else:
-                conn.sendall(_response(200, payload, "application/json"))
-            return True
+            return self._big_answer(conn, fault)
         if kind == "gzip":
             conn.sendall(_head(200, "OK", [("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
                                len(_gzip_bomb(fault.size))) + _gzip_bomb(fault.size))
             return True
-        # forward, truncated, trickle: ask the real OPA
+        return None
+
+    def _big_answer(self, conn: socket.socket, fault: Fault) -> bool:
+        pad = max(fault.size - 16, 0)
+        payload = b'{"result":{},"x":"' + b"a" * pad + b'"}'
+        if fault.declared:
+            conn.sendall(_head(200, "OK", [("Content-Type", "application/json")], fault.declared) + payload)
+            self._stopped.wait(self.hold)
+            return False
+        if fault.chunked:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for start in range(0, len(payload), 65536):
+                piece = payload[start : start + 65536]
+                conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            conn.sendall(b"0\r\n\r\n")
+        else:
+            conn.sendall(_response(200, payload, "application/json"))
+        return True
+
+    def _forwarded_answer(
+        self, conn: socket.socket, fault: Fault, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> bool:
+        """forward, truncated, trickle: ask the real OPA."""
+        kind = fault.kind
         if fault.delay and kind == "forward" and self._stopped.wait(fault.delay):
             return False
         status, reason, out_headers, out_body = self._forward(method, path, headers, body)

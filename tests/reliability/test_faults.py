@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from airflow_opa_mutation.local_opa import free_port
+from airflow_opa_mutation.cli._local_opa import free_port
 
 from ..conftest import decision_policy, worker_pod
 from .conftest import LABEL_POLICY, SLACK, call_failing

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_opa_mutation import InvalidDecision, MutationHook, OpaMutationError, PatchRejected, Settings, _pod_codec
-from airflow_opa_mutation.local_opa import LocalOpa
+from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 from ..test_concurrency_and_roundtrip import pods
 from .figures import record

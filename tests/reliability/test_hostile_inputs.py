@@ -28,7 +28,7 @@ from airflow_opa_mutation import (
     Settings,
     _pod_codec,
 )
-from airflow_opa_mutation.local_opa import LocalOpa
+from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 from ..conftest import worker_pod
 from .figures import record

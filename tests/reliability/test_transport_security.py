@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from airflow_opa_mutation import OpaUnavailable
-from airflow_opa_mutation.local_opa import LocalOpa, free_port
+from airflow_opa_mutation.cli._local_opa import LocalOpa, free_port
 
 from ..conftest import decision_policy, worker_pod
 from .certs import TestCA
@@ -300,13 +300,13 @@ def test_token_file_vanishing_is_unavailable(make_hook, tmp_path, pod, opa_serve
 
 
 def test_logging_at_debug_everywhere_never_shows_the_token(opa_server, make_hook, pod, errors_log):
-    """urllib3 and requests log at DEBUG; with every logger at DEBUG the token still appears nowhere."""
+    """urllib3 logs at DEBUG; with every logger at DEBUG the token still appears nowhere."""
     secret = "debug-visible-token-xyz"
     opa = _token_opa(opa_server, secret)
     logging.getLogger().setLevel(logging.DEBUG)
     hook = make_hook(opa.url, token=secret)
     hook(pod)
-    hook.client.healthy()
+    hook.client.require_bundles()  # GET /health?bundles=true with the token, through the same pool
     assert errors_log.records, "DEBUG capture is on"
     _assert_secret_absent(secret, errors_log)
 

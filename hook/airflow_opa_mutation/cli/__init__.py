@@ -1,4 +1,4 @@
-"""``airflow-opa-mutation``: preview, verify, scan and doctor, for policy authors and operators.
+"""``airflow-opa-mutation``: preview, verify, scan, doctor and bundle, for policy authors and operators.
 
 Built on **click** and **rich** (the ``cli`` extra). Why these two:
 
@@ -6,7 +6,7 @@ Built on **click** and **rich** (the ``cli`` extra). Why these two:
   own dependencies pull it in), so the extra adds nothing new to a scheduler image; it gives composable
   commands, typed options, ``--help`` for free, usage errors with exit code 2, and ``CliRunner`` for tests.
   typer would add a layer (and its own pins) on top of click for type-hint-driven signatures, which a
-  four-command tool does not need.
+  five-command tool does not need.
 - rich renders coloured diffs, tables and progress bars, degrades to plain text when stdout is not a
   terminal or ``NO_COLOR`` is set (and ``--color never``), and is also already an Airflow dependency.
 
@@ -18,17 +18,73 @@ arguments, unreadable file, OPA not startable). ``--output json`` prints one JSO
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
+from typing import NamedTuple
 
 import click
 
 from .._version import __version__
-from . import doctor, preview, scan, verify
-from ._common import EXIT_USAGE  # the modules stay reachable as cli.<name>; the commands are in them
+
+
+class _Entry(NamedTuple):
+    module: str  #: the module under airflow_opa_mutation.cli that defines the command (same name)
+    summary: str  #: the first line of the command's help, for the command list (tested to match)
+
+
+#: Every command, imported only when it runs or its own help is shown: ``--version`` and ``--help`` import
+#: none of them (nor rich, nor the kubernetes client).
+COMMANDS: dict[str, _Entry] = {
+    "bundle": _Entry(
+        "bundle",
+        "Build a signed OPA bundle of the policies (bundle build ...) or make a key pair (bundle keygen ...).",
+    ),
+    "doctor": _Entry(
+        "doctor",
+        "Check the setup: the effective configuration (and where each value came from), OPA reachability, "
+        "TLS and authentication, OPA's version, that the decision is defined for a sample pod, and bundle status.",
+    ),
+    "preview": _Entry(
+        "preview",
+        "Show what the hook would do to pods: the diff, each op and its policy, deny and warn messages.",
+    ),
+    "scan": _Entry(
+        "scan", "Build the pod of every task in DAGS_FOLDER with Airflow itself and evaluate it in dry-run."
+    ),
+    "verify": _Entry("verify", "Run every policy's samples/ against its expected result and check convergence."),
+}
+
+
+def summary_command(name: str) -> click.Command:
+    """A stand-in for command ``name`` that knows only its summary: what the command list shows."""
+    return click.Command(name, help=COMMANDS[name].summary)
+
+
+class _LazyGroup(click.Group):
+    """A group whose commands are imported on first use (click's documented lazy-loading pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        command = getattr(importlib.import_module(f".{entry.module}", __name__), cmd_name)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from :data:`COMMANDS`, without importing a command."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, summary_command(name).get_short_help_str(limit)) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(
+    cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Exit codes: 0 allowed/clean, 1 denied or failing, 2 usage or runtime error.",
 )
@@ -41,36 +97,16 @@ def cli() -> None:
     """
 
 
-cli.add_command(preview.preview)
-cli.add_command(verify.verify)
-cli.add_command(scan.scan)
-cli.add_command(doctor.doctor)
-
-
-@cli.command(
-    "bundle",
-    context_settings={"ignore_unknown_options": True, "help_option_names": []},
-    add_help_option=False,
-)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bundle(args: tuple[str, ...]) -> None:
-    """Build a signed OPA bundle of the policies (bundle build ...) or make a key pair (bundle keygen ...).
-
-    The same tool as scripts/bundle-build; `bundle build --help` lists its options.
-    """
-    from .. import bundle as bundle_tool
-
-    sys.exit(bundle_tool.main(list(args)))
-
-
 def main() -> None:
     """The console script's entry point: an unexpected exception is a runtime error (2), never a verdict (1)."""
     try:
         cli(prog_name="airflow-opa-mutation", standalone_mode=True)
     except Exception:
+        from ._errors import EXIT_USAGE
+
         traceback.print_exc()
         click.echo("airflow-opa-mutation: internal error (the traceback above); exit status 2", err=True)
         sys.exit(EXIT_USAGE)
 
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "cli", "main"]

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.text import Text
 
+from ..errors import Message
 from ..hook import Outcome
-from ._common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    JSON_SCHEMA_VERSION,
-    OpaProvider,
-    Output,
-    PodDocument,
-    decode_pod,
-    diff_text,
-    failing,
-    handle_errors,
-    load_config_file,
-    load_pod_documents,
-    make_output,
-    message_text,
-    opa_options,
-    outcome_json,
-    output_options,
-    short,
-    verdict,
-    yaml_diff,
-)
+from ._diff import diff_text, yaml_diff
+from ._errors import EXIT_FAILED, EXIT_OK, handle_errors
+from ._opa_provider import OpaProvider, load_config_file, opa_options
+from ._outcomes import failing, outcome_json, verdict
+from ._output import Output, emit_document, make_output, output_options
+from ._pods import PodDocument, decode_pod, load_pod_documents
 
 _VERDICT_STYLE = {"mutated": "bold green", "unchanged": "bold", "denied": "bold red", "failed": "bold red"}
 
@@ -77,18 +63,11 @@ def preview(  # noqa: PLR0917 - one parameter per click option
             results.append((document, hook.evaluate(pod, mode=mode)))
     code = EXIT_FAILED if any(failing(outcome) for _, outcome in results) else EXIT_OK
     if output.json:
-        output.emit_json(
-            {
-                "schema_version": JSON_SCHEMA_VERSION,
-                "command": "preview",
-                "exit_code": code,
-                "notes": notes,
-                "pods": [
-                    {"source": document.source, **outcome_json(outcome), "diff": _diff_lines(outcome)}
-                    for document, outcome in results
-                ],
-            }
-        )
+        pods_json = [
+            {"source": document.source, **outcome_json(outcome), "diff": _diff_lines(outcome)}
+            for document, outcome in results
+        ]
+        emit_document("preview", code, {"notes": notes, "pods": pods_json})
     else:
         for note in notes:
             output.err.print(f"note: {note}", style="yellow")
@@ -143,6 +122,19 @@ def render(output: Output, document: PodDocument, outcome: Outcome) -> None:
     lines = _diff_lines(outcome)
     if lines:
         console.print(diff_text(lines), end="")
+
+
+def short(value: Any, limit: int = 80) -> str:
+    rendered = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return rendered if len(rendered) <= limit else rendered[: limit - 1] + "…"
+
+
+def message_text(kind: str, message: Message) -> Text:
+    style = "red" if kind == "deny" else "yellow"
+    text = Text(f"   {kind:<5}", style=f"bold {style}")
+    text.append(f" [{message.policy or '-'}] ", style="bold")
+    text.append(message.msg)
+    return text
 
 
 def _summary(output: Output, outcomes: list[Outcome]) -> None:

@@ -40,22 +40,10 @@ from rich.text import Text
 
 from ..config import Settings
 from ..hook import MutationHook, Outcome
-from ._common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    JSON_SCHEMA_VERSION,
-    CliError,
-    OpaProvider,
-    handle_errors,
-    load_config_file,
-    make_output,
-    maybe_progress,
-    messages_json,
-    opa_options,
-    outcome_json,
-    output_options,
-    verdict,
-)
+from ._errors import EXIT_FAILED, EXIT_OK, CliError, handle_errors
+from ._opa_provider import OpaProvider, load_config_file, opa_options
+from ._outcomes import messages_json, outcome_json, verdict
+from ._output import Output, emit_document, make_output, maybe_progress, output_options
 
 SCAN_RUN_ID = "scan__2026-01-01T00:00:00+00:00"
 LAUNCHER_KPO = "kubernetes_pod_operator"
@@ -363,11 +351,10 @@ def scan(  # noqa: PLR0917 - one parameter per click option
     import_errors = [{"file": str(name), "error": str(error)} for name, error in sorted(dagbag.import_errors.items())]
     code = EXIT_FAILED if any(row.failing for row in rows) else EXIT_OK
     if output.json:
-        output.emit_json(
+        emit_document(
+            "scan",
+            code,
             {
-                "schema_version": JSON_SCHEMA_VERSION,
-                "command": "scan",
-                "exit_code": code,
                 "dags_folder": str(dags_folder),
                 "dags": sorted(dagbag.dags),
                 "import_errors": import_errors,
@@ -376,7 +363,7 @@ def scan(  # noqa: PLR0917 - one parameter per click option
                     status: sum(1 for r in rows if r.status == status)
                     for status in ("mutated", "unchanged", "denied", "failed", "error", "skipped")
                 },
-            }
+            },
         )
         raise click.exceptions.Exit(code)
     _render(output, dags_folder, rows, import_errors, len(dagbag.dags))
@@ -412,7 +399,7 @@ _STYLES = {
 }
 
 
-def _render(output: Any, folder: Path, rows: list[TaskPod], import_errors: list[dict[str, str]], dags: int) -> None:
+def _render(output: Output, folder: Path, rows: list[TaskPod], import_errors: list[dict[str, str]], dags: int) -> None:
     console = output.console
     table = Table(title=f"pods of the tasks in {folder}", title_justify="left")
     for column in ("dag", "task", "launcher", "map", "ops", "policies", "warn", "denied"):

@@ -32,20 +32,10 @@ from rich.text import Text
 from .. import _json, _pod_codec
 from ..errors import Message, OpaMutationError, PodDenied
 from ..hook import MutationHook, Outcome
-from ._common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    JSON_SCHEMA_VERSION,
-    CliError,
-    OpaProvider,
-    diff_text,
-    handle_errors,
-    make_output,
-    maybe_progress,
-    order_like,
-    output_options,
-    yaml_diff,
-)
+from ._diff import diff_text, yaml_diff
+from ._errors import EXIT_FAILED, EXIT_OK, CliError, handle_errors
+from ._opa_provider import OpaProvider
+from ._output import emit_document, make_output, maybe_progress, output_options
 
 
 @dataclass
@@ -189,6 +179,17 @@ def check(sample: Sample, hook: MutationHook) -> SampleResult:
     return result
 
 
+def order_like(value: Any, reference: Any) -> Any:
+    """``value`` with its mappings' keys in ``reference``'s order (new keys after), so a rewritten golden
+    file keeps its author's layout and its diff shows only what changed."""
+    if isinstance(value, dict) and isinstance(reference, dict):
+        keys = [k for k in reference if k in value] + [k for k in value if k not in reference]
+        return {k: order_like(value[k], reference.get(k)) for k in keys}
+    if isinstance(value, list) and isinstance(reference, list):
+        return [order_like(v, reference[i] if i < len(reference) else None) for i, v in enumerate(value)]
+    return value
+
+
 def update(result: SampleResult, hook: MutationHook) -> None:
     """Rewrite the sample's ``expect`` from what the library does now (keeps its other keys and header)."""
     outcome = result.outcome
@@ -259,11 +260,10 @@ def verify(directory: Path, only: tuple[str, ...], update_goldens: bool, output_
     failed = [r for r in results if r.status == "fail"]
     code = EXIT_FAILED if failed else EXIT_OK
     if output.json:
-        output.emit_json(
+        emit_document(
+            "verify",
+            code,
             {
-                "schema_version": JSON_SCHEMA_VERSION,
-                "command": "verify",
-                "exit_code": code,
                 "samples": [
                     {
                         "path": str(r.sample.path),
@@ -280,7 +280,7 @@ def verify(directory: Path, only: tuple[str, ...], update_goldens: bool, output_
                 "summary": {
                     status: sum(1 for r in results if r.status == status) for status in ("pass", "fail", "updated")
                 },
-            }
+            },
         )
         raise click.exceptions.Exit(code)
     table = Table(title=f"samples under {directory}", title_justify="left", expand=False)

@@ -1,4 +1,4 @@
-"""Build the policy library as a signed OPA bundle: ``python -m airflow_opa_mutation.bundle build``.
+"""Build the policy library as a signed OPA bundle (``airflow-opa-mutation bundle build``, ``cli/bundle.py``).
 
 The bundle is what a fleet of OPA sidecars polls (``deploy/opa/config.yaml``): the Rego in ``policies/``
 (tests, samples and READMEs left out) plus the organisation's configuration merged into
@@ -10,22 +10,18 @@ The decision-log mask (``deploy/opa/mask.rego``, package ``system.log``) is *not
 loads it from its own file system at start-up, so it masks from the very first decision, including the
 ones OPA logs before any bundle is activated (see docs/running-at-scale.md).
 
-Subcommands::
-
-    build   policies/ + --config FILE -> signed bundle.tar.gz
-    keygen  an RSA key pair for signing (needs the ``cryptography`` package)
+Here: the building (``build``), reading a bundle back (``inspect``, ``manifest_of``) and the signing key
+pair (``keygen``, with the ``cryptography`` package).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -33,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
-from .local_opa import OpaNotFound, opa_binary
+from .._version import __version__
+from ._local_opa import OpaNotFound, opa_binary
 
 #: The bundle owns everything under data.airflow.pod; nothing else (system.log stays local).
 ROOTS = ("airflow/pod",)
@@ -230,6 +226,70 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_arguments(
+    signing_key: Path | None, unsigned: bool, verification_key: Path | None, signing_alg: str, key_id: str
+) -> None:
+    if signing_key is None and not unsigned:
+        raise BundleError("a --signing-key is required (sidecars refuse unsigned bundles); --unsigned for tests only")
+    if signing_key is not None and unsigned:
+        raise BundleError("--unsigned and --signing-key exclude each other")
+    if signing_key is not None and not signing_key.is_file():
+        raise BundleError(f"signing key {signing_key} does not exist")
+    if verification_key is not None and not verification_key.is_file():
+        raise BundleError(f"verification key {verification_key} does not exist")
+    if signing_alg not in SIGNING_ALGS:
+        raise BundleError(f"--signing-alg {signing_alg}: expected one of {', '.join(SIGNING_ALGS)}")
+    if not _KEY_ID.match(key_id):
+        raise BundleError(f"--key-id {key_id!r}: use letters, digits, '_', '-' and '.' (it names an OPA config key)")
+
+
+def _bundle_data(policies: Path, files: list[Path], config: Path | None) -> tuple[Any, dict[str, Any]]:
+    """The bundle's data (the shipped data files merged with ``config``) and the manifest's metadata."""
+    data: Any = {}
+    for relative in files:
+        if relative.name in _DATA_FILES:
+            shipped = _load_document(policies / relative)
+            if shipped is not None:
+                if not isinstance(shipped, dict):
+                    raise BundleError(f"{policies / relative}: expected a mapping")
+                data = _merge(data, shipped, "data")
+    metadata: dict[str, Any] = {"airflow_opa_mutation": {"version": __version__}}
+    if config is not None:
+        data = _merge(data, load_config(config), "data")
+        metadata["airflow_opa_mutation"]["config"] = {"file": config.name, "sha256": _sha256(config)}
+    _check_within_roots(data)
+    return data, metadata
+
+
+def _stage(stage: Path, policies: Path, files: list[Path], data: Any, manifest: dict[str, Any]) -> None:
+    """The bundle's tree as ``opa build --bundle`` reads it: the Rego, ``data.json`` and ``.manifest``."""
+    stage.mkdir()
+    for relative in files:
+        if relative.suffix == ".rego":
+            target = stage / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(policies / relative, target)
+    if data:
+        (stage / "data.json").write_text(json.dumps(data, indent=1, sort_keys=True))
+    (stage / ".manifest").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def _signing_args(signing_key: Path, signing_alg: str, key_id: str, tmp: Path) -> list[str]:
+    claims = tmp / "claims.json"
+    # The key id travels in the signature's payload ("keyid"): a sidecar whose config names no
+    # bundles.<name>.signing.keyid picks this key from its `keys`, which is what lets old and
+    # new keys be trusted side by side during a rotation.
+    claims.write_text(json.dumps({"keyid": key_id}))
+    return ["--signing-key", str(signing_key.resolve()), "--signing-alg", signing_alg, "--claims-file", str(claims)]
+
+
+def _verify(opa: str, bundle: Path, verification_key: Path, *, key_id: str, signing_alg: str, tmp: Path) -> None:
+    """``opa build`` re-reads the bundle, checking its signature with ``verification_key``."""
+    args = ["build", "--bundle", str(bundle), "--verification-key", str(verification_key.resolve())]
+    args += ["--verification-key-id", key_id, "--signing-alg", signing_alg, "--output", str(tmp / "verified.tar.gz")]
+    _run_opa(opa, args, tmp)
+
+
 def build(
     policies: Path,
     output: Path,
@@ -244,92 +304,32 @@ def build(
     opa: str | None = None,
 ) -> BuildResult:
     """Stage, build with ``opa build -b``, sign, and check the result; see the module docstring."""
-    if signing_key is None and not unsigned:
-        raise BundleError("a --signing-key is required (sidecars refuse unsigned bundles); --unsigned for tests only")
-    if signing_key is not None and unsigned:
-        raise BundleError("--unsigned and --signing-key exclude each other")
-    if signing_key is not None and not signing_key.is_file():
-        raise BundleError(f"signing key {signing_key} does not exist")
-    if verification_key is not None and not verification_key.is_file():
-        raise BundleError(f"verification key {verification_key} does not exist")
-    if signing_alg not in SIGNING_ALGS:
-        raise BundleError(f"--signing-alg {signing_alg}: expected one of {', '.join(SIGNING_ALGS)}")
-    if not _KEY_ID.match(key_id):
-        raise BundleError(f"--key-id {key_id!r}: use letters, digits, '_', '-' and '.' (it names an OPA config key)")
+    _check_arguments(signing_key, unsigned, verification_key, signing_alg, key_id)
     try:
-        opa = opa or opa_binary()
+        opa = opa_binary(opa)
     except OpaNotFound as exc:
         raise BundleError(str(exc)) from None
     policies = policies.resolve()
     output = output.resolve()
     files, excluded = collect(policies)
     revision = revision or default_revision(policies)
-
-    data: Any = {}
-    for relative in files:
-        if relative.name in _DATA_FILES:
-            shipped = _load_document(policies / relative)
-            if shipped is not None:
-                if not isinstance(shipped, dict):
-                    raise BundleError(f"{policies / relative}: expected a mapping")
-                data = _merge(data, shipped, "data")
-    metadata: dict[str, Any] = {"airflow_opa_mutation": {"version": __version__}}
-    if config is not None:
-        data = _merge(data, load_config(config), "data")
-        metadata["airflow_opa_mutation"]["config"] = {"file": config.name, "sha256": _sha256(config)}
-    _check_within_roots(data)
+    data, metadata = _bundle_data(policies, files, config)
+    manifest = {"revision": revision, "roots": list(ROOTS), "rego_version": 1, "metadata": metadata}
 
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aom-bundle-") as tmp:
         stage = Path(tmp) / "bundle"
-        stage.mkdir()
-        for relative in files:
-            if relative.suffix == ".rego":
-                target = stage / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(policies / relative, target)
-        if data:
-            (stage / "data.json").write_text(json.dumps(data, indent=1, sort_keys=True))
-        manifest = {"revision": revision, "roots": list(ROOTS), "rego_version": 1, "metadata": metadata}
-        (stage / ".manifest").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        _stage(stage, policies, files, data, manifest)
         # Written next to the output and renamed into place once checked: a bundle server serving
         # ``output`` never sees a half-written or unverified bundle.
         pending = output.with_name(f".{output.name}.{os.getpid()}.tmp")
         args = ["build", "--bundle", ".", "--output", str(pending)]
         if signing_key is not None:
-            claims = Path(tmp) / "claims.json"
-            # The key id travels in the signature's payload ("keyid"): a sidecar whose config names no
-            # bundles.<name>.signing.keyid picks this key from its `keys`, which is what lets old and
-            # new keys be trusted side by side during a rotation.
-            claims.write_text(json.dumps({"keyid": key_id}))
-            args += [
-                "--signing-key",
-                str(signing_key.resolve()),
-                "--signing-alg",
-                signing_alg,
-                "--claims-file",
-                str(claims),
-            ]
+            args += _signing_args(signing_key, signing_alg, key_id, Path(tmp))
         try:
             _run_opa(opa, args, stage)
             if verification_key is not None:
-                _run_opa(
-                    opa,
-                    [
-                        "build",
-                        "--bundle",
-                        str(pending),
-                        "--verification-key",
-                        str(verification_key.resolve()),
-                        "--verification-key-id",
-                        key_id,
-                        "--signing-alg",
-                        signing_alg,
-                        "--output",
-                        str(Path(tmp) / "verified.tar.gz"),
-                    ],
-                    Path(tmp),
-                )
+                _verify(opa, pending, verification_key, key_id=key_id, signing_alg=signing_alg, tmp=Path(tmp))
             _check_members(inspect(pending), signed=signing_key is not None)
             os.replace(pending, output)
         finally:
@@ -418,64 +418,3 @@ def keygen(directory: Path, key_id: str = DEFAULT_KEY_ID, bits: int = 3072) -> t
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return private, public
-
-
-# -- command line -------------------------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m airflow_opa_mutation.bundle", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="build and sign the policy bundle")
-    b.add_argument("--policies", type=Path, default=Path("policies"), help="the policy library (default: policies)")
-    b.add_argument(
-        "--config",
-        type=Path,
-        help="the organisation's configuration, YAML or JSON: a data file (airflow: pod: config: ...) "
-        "or just the configuration (policies: ..., exempt: ...)",
-    )
-    b.add_argument("--revision", help="the bundle revision (default: git describe of the policies, else the version)")
-    b.add_argument("--signing-key", type=Path, help="PEM private key to sign with")
-    b.add_argument("--signing-alg", default=DEFAULT_ALG, choices=SIGNING_ALGS)
-    b.add_argument(
-        "--key-id", default=DEFAULT_KEY_ID, help=f"key name sidecars know the key by (default {DEFAULT_KEY_ID})"
-    )
-    b.add_argument("--verification-key", type=Path, help="PEM public key: check the built bundle verifies with it")
-    b.add_argument("--unsigned", action="store_true", help="build without a signature (local experiments only)")
-    b.add_argument("-o", "--output", type=Path, default=Path("build/bundle/bundle.tar.gz"))
-    b.add_argument("--opa", help="the OPA binary (default: $AOM_OPA_BIN, .tools/bin/opa, opa on PATH)")
-    k = sub.add_parser("keygen", help="generate an RSA signing key pair")
-    k.add_argument("--out", type=Path, default=Path("build/bundle-keys"))
-    k.add_argument("--key-id", default=DEFAULT_KEY_ID)
-    k.add_argument("--bits", type=int, default=3072)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "keygen":
-            private, public = keygen(args.out, args.key_id, args.bits)
-            print(f"private key: {private} (keep it secret)\npublic key:  {public} (give it to every sidecar)")
-            return 0
-        result = build(
-            args.policies,
-            args.output,
-            config=args.config,
-            revision=args.revision,
-            signing_key=args.signing_key,
-            signing_alg=args.signing_alg,
-            key_id=args.key_id,
-            verification_key=args.verification_key,
-            unsigned=args.unsigned,
-            opa=args.opa,
-        )
-    except BundleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(result.summary())
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

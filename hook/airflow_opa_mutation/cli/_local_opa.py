@@ -1,15 +1,21 @@
-"""A real ``opa run --server`` on a free loopback port, for tests, the demo, the benchmark and the CLI.
+"""A real ``opa run --server`` on a free loopback port: for ``--policies``, and for the project's tests,
+demo and benchmark, so that every tool starts OPA the same way. Never used by the hook (in production
+OPA is a sidecar).
 
-Not used by the hook at run time (in production OPA is a sidecar); here so that every tool that needs
-an OPA starts it the same way.
+The binary is the one named by the caller (``--opa``), else ``$AOM_OPA_BIN``, else ``opa`` on PATH; in a
+clone of the repository, ``scripts/install-tools`` builds the pinned version and the project's scripts
+point ``AOM_OPA_BIN`` at it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -17,26 +23,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-import requests
-
-_REPO_BIN = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "opa"
-
 
 class OpaNotFound(RuntimeError):
     pass
 
 
-def opa_binary() -> str:
-    """``$AOM_OPA_BIN``, else the project's ``.tools/bin/opa`` (scripts/install-tools), else ``opa`` on PATH."""
-    explicit = os.environ.get("AOM_OPA_BIN")
-    if explicit:
-        return explicit
-    if _REPO_BIN.exists():
-        return str(_REPO_BIN)
+def opa_binary(explicit: str | None = None) -> str:
+    """``explicit`` (an option), else ``$AOM_OPA_BIN``, else ``opa`` on PATH."""
+    chosen = explicit or os.environ.get("AOM_OPA_BIN")
+    if chosen:
+        return chosen
     found = shutil.which("opa")
     if found:
         return found
-    raise OpaNotFound("no OPA binary: run scripts/install-tools or set AOM_OPA_BIN")
+    raise OpaNotFound(
+        "no OPA binary: put opa on PATH or set AOM_OPA_BIN (in a clone, scripts/install-tools builds the pinned one)"
+    )
 
 
 def free_port() -> int:
@@ -56,12 +58,14 @@ class LocalOpa:
         args: Sequence[str] = (),
         scheme: str = "http",
         startup_timeout: float = 30.0,
+        opa: str | None = None,
     ) -> None:
         self.paths = [str(p) for p in paths]
         self.port = port or free_port()
         self.args = list(args)
         self.scheme = scheme
         self.startup_timeout = startup_timeout
+        self.opa = opa
         self.process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="opa-", suffix=".log", delete=False)  # noqa: SIM115
 
@@ -78,7 +82,7 @@ class LocalOpa:
 
     def start(self, *, wait: bool = True) -> LocalOpa:
         command = [
-            opa_binary(),
+            opa_binary(self.opa),
             "run",
             "--server",
             "--addr",
@@ -95,17 +99,34 @@ class LocalOpa:
 
     def wait_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
-        verify = False  # a TLS server here uses a test CA; health is only a liveness probe
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"OPA exited with {self.process.returncode} on start:\n{self.logs()}")
-            try:
-                if requests.get(f"{self.url}/health", timeout=0.5, verify=verify).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
+            if self._alive():
+                return
             time.sleep(0.05)
         raise RuntimeError(f"OPA did not become healthy within {self.startup_timeout}s:\n{self.logs()}")
+
+    def _alive(self) -> bool:
+        """Whether the process we started answers ``GET /health`` with 200: a liveness probe of a child
+        process, not a conversation with OPA's API (a TLS server here has a test CA: not verified)."""
+        if self.scheme == "https":
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=0.5, context=context
+            )
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=0.5)
+        try:
+            conn.request("GET", "/health")
+            return conn.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
