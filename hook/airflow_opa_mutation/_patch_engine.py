@@ -96,23 +96,6 @@ def _value_problem(value: Any) -> str | None:
     return None
 
 
-def apply_patch(
-    doc: dict[str, Any],
-    ops: Sequence[PatchOp],
-    *,
-    protected_labels: Sequence[str],
-    max_ops: int,
-    pod: PodRef | None = None,
-    decision_path: str | None = None,
-) -> tuple[dict[str, Any], Any]:
-    """:func:`patch` then :func:`to_pod`: the patched document and its ``V1Pod``, for a caller that has
-    nothing to add in between (the hook adds its audit annotation, so it calls the two itself)."""
-    result, roots = patch(
-        doc, ops, protected_labels=protected_labels, max_ops=max_ops, pod=pod, decision_path=decision_path
-    )
-    return result, to_pod(result, ops, roots, pod=pod, decision_path=decision_path)
-
-
 def patch(
     doc: dict[str, Any],
     ops: Sequence[PatchOp],

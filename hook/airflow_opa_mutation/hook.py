@@ -95,8 +95,8 @@ class MutationHook:
         Failures are returned in ``Outcome.error`` rather than raised, so callers choose the policy.
         """
         started = time.perf_counter()
-        settings = self.settings
-        mode = mode or settings.mode
+        decision_path = self.settings.decision_path
+        mode = mode or self.settings.mode
         namespace, name, labels, annotations = _pod_codec.pod_ref_fields(pod)
         context = airflow_context(labels, annotations)
         ref = PodRef(namespace, name, describe(context))
@@ -106,7 +106,7 @@ class MutationHook:
                 doc = _pod_codec.encode(pod)
             except _pod_codec.DecodeError as exc:
                 raise PatchRejected(
-                    f"the pod cannot be serialized: {exc}", pod=ref, decision_path=settings.decision_path
+                    f"the pod cannot be serialized: {exc}", pod=ref, decision_path=decision_path
                 ) from None
             outcome.before = doc
             payload = {
@@ -120,10 +120,10 @@ class MutationHook:
             except OpaUnavailable:
                 self._bundles_ready = False  # OPA may come back without its bundle: check again
                 raise
-            decision = parse_decision(response.body, pod=ref, decision_path=settings.decision_path)
+            decision = parse_decision(response.body, pod=ref, decision_path=decision_path)
             outcome.decision = decision
             if decision.deny:
-                raise PodDenied(decision.deny, pod=ref, decision_path=settings.decision_path)
+                raise PodDenied(decision.deny, pod=ref, decision_path=decision_path)
             if decision.patch:
                 self._patch(outcome, doc, decision)
             else:
@@ -137,18 +137,17 @@ class MutationHook:
     def _patch(self, outcome: Outcome, doc: dict[str, Any], decision: Decision) -> None:
         """Patch a copy of ``doc`` (it stays what Airflow gave us), judge the change, annotate it for
         the audit, then build the ``V1Pod``: once, with the annotation, checking only what was written."""
-        settings = self.settings
-        ref, decision_path = outcome.pod, settings.decision_path
+        ref, decision_path = outcome.pod, self.settings.decision_path
         after, roots = _patch_engine.patch(
             doc,
             decision.patch,
-            protected_labels=settings.all_protected_labels,
-            max_ops=settings.max_patch_ops,
+            protected_labels=self.settings.all_protected_labels,
+            max_ops=self.settings.max_patch_ops,
             pod=ref,
             decision_path=decision_path,
         )
         outcome.changed = _patch_engine.differs(doc, after, roots)
-        if outcome.changed and settings.audit_annotation:
+        if outcome.changed and self.settings.audit_annotation:
             roots = sorted({*roots, _audit.annotate(after, decision, outcome.request_uid)})
         outcome.new_pod = _patch_engine.to_pod(after, decision.patch, roots, pod=ref, decision_path=decision_path)
         outcome.after = after
