@@ -30,7 +30,8 @@ from pathlib import Path
 import kubernetes
 import urllib3
 
-from airflow_opa_mutation import MutationHook, Settings, _json, _pod_codec
+# The floor POSTs the bytes the hook would send: built with the hook's own serializer and Airflow context.
+from airflow_opa_mutation import MutationHook, Settings, _json, pod_to_json
 from airflow_opa_mutation._airflow_context import airflow_context
 from airflow_opa_mutation.cli._local_opa import LocalOpa
 
@@ -104,7 +105,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def measure_row(opa: LocalOpa, containers: int, iterations: int, threads: int) -> dict[str, object]:
     template = worker_pod(containers)
-    doc = _pod_codec.encode(template)
+    doc = pod_to_json(template)
     labels = template.metadata.labels
     body = _json.dumps({"input": {"pod": doc, "airflow": airflow_context(labels, template.metadata.annotations),
                                   "request": {"uid": "bench", "version": "bench", "mode": "enforce"}}})
@@ -207,7 +208,8 @@ def main() -> int:
     args = parser.parse_args()
     iterations = 20 if args.short else 2000
     rss_calls = 500 if args.short else args.rss_calls
-    generation = f"kubernetes {kubernetes.__version__} ({'pydantic' if _pod_codec.PYDANTIC_MODELS else 'classic'})"
+    models = "pydantic" if hasattr(kubernetes.client.V1Pod, "model_validate") else "classic"
+    generation = f"kubernetes {kubernetes.__version__} ({models})"
     rows = []
     memory: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from airflow_opa_mutation import MutationHook, OpaMutationError, PodDenied, Settings, _pod_codec
+from airflow_opa_mutation import MutationHook, OpaMutationError, PodDenied, Settings, pod_from_json
 from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = {"mutated": 0, "unchanged": 0, "denied": 0}
         for path in files:
             sample = yaml.safe_load(path.read_text())
-            pod = _pod_codec.decode(sample["pod"])
+            pod = pod_from_json(sample["pod"])
             print()
             print(paint(f"■ {path.name}: {sample.get('description', '')}", "1;34"))
             preview = hook.evaluate(pod)

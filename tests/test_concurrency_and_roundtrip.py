@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes import client as k8s
 
-from airflow_opa_mutation import _pod_codec
+from airflow_opa_mutation import pod_from_json, pod_to_json
 
 from .conftest import decision_policy, worker_pod
 
@@ -98,13 +98,13 @@ def pods(draw):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pods())
 def test_pod_json_pod_round_trip(pod):
-    doc = _pod_codec.encode(pod)
+    doc = pod_to_json(pod)
     assert doc == k8s.ApiClient().sanitize_for_serialization(pod)  # exactly Kubernetes JSON
     json.dumps(doc)  # and plain JSON
-    back = _pod_codec.decode(doc)
+    back = pod_from_json(doc)
     assert type(back) is k8s.V1Pod
     assert back.to_dict() == pod.to_dict()
-    assert _pod_codec.encode(back) == doc
+    assert pod_to_json(back) == doc
     for original, decoded in zip(pod.spec.containers, back.spec.containers, strict=True):
         assert type(decoded) is k8s.V1Container
         if original.liveness_probe is not None:
@@ -115,7 +115,7 @@ def test_hand_built_pod_with_dicts_where_models_belong():
     """Airflow users build pods with dicts inside models; after a decision everything is a model."""
     pod = worker_pod()
     pod.spec.containers[0].resources = {"limits": {"cpu": "1"}}
-    doc = _pod_codec.encode(pod)
+    doc = pod_to_json(pod)
     assert doc["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "1"}}
-    back = _pod_codec.decode(doc)
+    back = pod_from_json(doc)
     assert isinstance(back.spec.containers[0].resources, k8s.V1ResourceRequirements)

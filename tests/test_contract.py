@@ -14,7 +14,6 @@ from airflow_opa_mutation import (
     AUDIT_ANNOTATION,
     ConfigError,
     InvalidDecision,
-    OpaMutationError,
     OpaUnavailable,
     PatchRejected,
     PodDenied,
@@ -26,14 +25,6 @@ from .conftest import decision_policy, worker_pod
 
 def serve(start_opa, make_hook, body, **settings):
     return make_hook(start_opa(decision_policy(body)), **settings)
-
-
-def test_public_names_are_exported():
-    for name in ("pod_mutation_hook", "OpaMutationError", "PodDenied", "PatchRejected",
-                 "InvalidDecision", "OpaUnavailable", "ConfigError"):
-        assert hasattr(aom, name), name
-    for error in (PodDenied, PatchRejected, InvalidDecision, OpaUnavailable, ConfigError):
-        assert issubclass(error, OpaMutationError)
 
 
 def test_models_generation_is_the_installed_one():

@@ -238,10 +238,10 @@ class DecisionClient:
         return response
 
     def _post(self, body: bytes, params: str, pod: PodRef | None) -> OpaResponse:
-        s = self.settings
+        timeout = self.settings.timeout
         url = self.decision_url + (f"?{params}" if params else "")
         started = time.monotonic()
-        deadline = started + s.timeout
+        deadline = started + timeout
         attempt = 0
         cause: _Retryable | None = None
         while True:
@@ -254,7 +254,7 @@ class DecisionClient:
                     cause = exc
                 wait = _BACKOFF[min(attempt - 1, len(_BACKOFF) - 1)]
                 if time.monotonic() + wait >= deadline:
-                    tries = f" (after {attempt} attempts within timeout = {s.timeout}s)" if attempt > 1 else ""
+                    tries = f" (after {attempt} attempts within timeout = {timeout}s)" if attempt > 1 else ""
                     raise self._unavailable(cause.message + tries, cause.status, pod) from None
                 time.sleep(wait)
                 continue

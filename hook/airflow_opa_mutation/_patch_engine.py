@@ -2,16 +2,17 @@
 
 The patch runs on a JSON document the hook built for this call (never on the caller's ``V1Pod``), one op
 at a time so a failure names its op. Ops that touch Airflow's bookkeeping (pod name and namespace, the
-labels Airflow tracks pods by, the ``base`` container) are checked right after they run. The result
-must decode into a ``V1Pod`` that encodes back to the same document; only then does the caller swap it
-into the original object.
+labels Airflow tracks pods by, the ``base`` container) are checked right after they run
+(:func:`patch`). The result must decode into a ``V1Pod`` that encodes back to the same document
+(:func:`to_pod`); only then does the caller swap it into the original object. The two are separate
+steps so the hook can add its audit annotation in between and still decode the pod once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jsonpatch
 import jsonpointer
@@ -95,7 +96,7 @@ def _value_problem(value: Any) -> str | None:
     return None
 
 
-def apply_patch(
+def patch(
     doc: dict[str, Any],
     ops: Sequence[PatchOp],
     *,
@@ -103,14 +104,66 @@ def apply_patch(
     max_ops: int,
     pod: PodRef | None = None,
     decision_path: str | None = None,
-    finish: Callable[[dict[str, Any], list[str]], list[str]] | None = None,
-) -> tuple[dict[str, Any], Any]:
-    """Apply ``ops`` to a copy of ``doc`` and return the new document and ``V1Pod``; ``doc`` is not touched.
+) -> tuple[dict[str, Any], list[str]]:
+    """Apply ``ops`` to a copy of ``doc``: the patched document and the subtrees the patch wrote in.
 
-    ``finish(result, changed_roots)`` may amend the patched document before it becomes a ``V1Pod`` (the
-    audit annotation) and returns the roots it wrote in. Raises :class:`PatchRejected` naming the op,
-    its path and its policy.
+    ``doc`` is not touched. Raises :class:`PatchRejected` naming the op, its path and its policy.
     """
+    reject = _rejecter(pod, decision_path)
+    if len(ops) > max_ops:
+        raise reject(f"{len(ops)} ops exceed max_patch_ops = {max_ops}")
+    result = _run(_json.copy(doc), ops, reject)
+    protected = Protected.of(doc, protected_labels)
+    if protected.violation(result) is not None:
+        # Rare: replay on a fresh copy to name the op that broke it (the result decides, not the path).
+        replay: Any = _json.copy(doc)
+        for op in ops:
+            replay = _run(replay, [op], reject)
+            problem = protected.violation(replay)
+            if problem is not None:
+                raise reject(problem, op)
+    if not isinstance(result, dict):
+        raise reject(f"the patched pod is not a JSON object but {type(result).__name__}")
+    return result, changed_roots(ops)
+
+
+def to_pod(
+    result: dict[str, Any],
+    ops: Sequence[PatchOp],
+    roots: Sequence[str],
+    *,
+    pod: PodRef | None = None,
+    decision_path: str | None = None,
+) -> Any:
+    """The ``V1Pod`` of a patched document, checking only the subtrees in ``roots`` for a round trip
+    (the rest came from a valid pod). A bad value is blamed on the last of ``ops`` that wrote there."""
+    try:
+        return _pod_codec.decode(result, changed=roots)
+    except _pod_codec.DecodeError as exc:
+        culprit = _last_op_at(ops, exc.pointer)
+        raise _rejecter(pod, decision_path)(f"the patched pod is not a valid V1Pod: {exc}", culprit) from None
+
+
+def differs(before: dict[str, Any], after: dict[str, Any], roots: Sequence[str]) -> bool:
+    """Whether the patch changed anything: only the subtrees it wrote in (``roots``) can differ."""
+    if "" in roots:
+        return _json.canonical(before) != _json.canonical(after)
+    return any(
+        _fingerprint(_pod_codec.resolve(before, root)) != _fingerprint(_pod_codec.resolve(after, root))
+        for root in roots
+    )
+
+
+def _fingerprint(value: Any) -> bytes:
+    return b"absent" if value is _pod_codec.MISSING else _json.canonical(value)
+
+
+class _Reject(Protocol):
+    def __call__(self, message: str, op: PatchOp | None = None) -> PatchRejected: ...
+
+
+def _rejecter(pod: PodRef | None, decision_path: str | None) -> _Reject:
+    """Builds the :class:`PatchRejected` for a problem, naming the op (if any) it is blamed on."""
 
     def reject(message: str, op: PatchOp | None = None) -> PatchRejected:
         return PatchRejected(
@@ -122,32 +175,10 @@ def apply_patch(
             decision_path=decision_path,
         )
 
-    if len(ops) > max_ops:
-        raise reject(f"{len(ops)} ops exceed max_patch_ops = {max_ops}")
-    result = _run(_json.copy(doc), ops, reject)
-    guard = Protected.of(doc, protected_labels)
-    if guard.violation(result) is not None:
-        # Rare: replay on a fresh copy to name the op that broke it (the result decides, not the path).
-        replay: Any = _json.copy(doc)
-        for op in ops:
-            replay = _run(replay, [op], reject)
-            problem = guard.violation(replay)
-            if problem is not None:
-                raise reject(problem, op)
-    if not isinstance(result, dict):
-        raise reject(f"the patched pod is not a JSON object but {type(result).__name__}")
-    changed = changed_roots(ops)
-    if finish is not None:
-        changed = sorted(set(changed) | set(finish(result, changed)))
-    try:
-        new_pod = _pod_codec.decode(result, changed=changed)
-    except _pod_codec.DecodeError as exc:
-        culprit = _last_op_at(ops, exc.pointer)
-        raise reject(f"the patched pod is not a valid V1Pod: {exc}", culprit) from None
-    return result, new_pod
+    return reject
 
 
-def _run(doc: Any, ops: Sequence[PatchOp], reject: Callable[[str, PatchOp], PatchRejected]) -> Any:
+def _run(doc: Any, ops: Sequence[PatchOp], reject: _Reject) -> Any:
     """Apply ops one by one, in place where RFC 6902 allows; a failure names its op."""
     result = doc
     for op in ops:

@@ -370,3 +370,24 @@ def pod_ref_fields(pod: Any) -> tuple[str | None, str | None, dict[str, str], di
 
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+# ------------------------------------------------------------------------- the package's public conversions
+
+
+def pod_to_json(pod: k8s.V1Pod) -> dict[str, Any]:
+    """``pod`` as Kubernetes JSON (camelCase keys, no nulls): the ``input.pod`` the hook sends to OPA.
+
+    Raises :class:`ValueError` when the pod holds something that cannot be serialized.
+    """
+    return encode(pod)
+
+
+def pod_from_json(doc: dict[str, Any]) -> k8s.V1Pod:
+    """The ``V1Pod`` of a Kubernetes JSON document, exactly: it turns back into ``doc`` unchanged.
+
+    Stricter than the kubernetes client's own deserializer, which drops unknown fields and coerces
+    values: raises :class:`ValueError` naming the JSON pointer of the first field the installed
+    kubernetes client cannot represent as written (a typo, a wrong type, a null).
+    """
+    return cast(k8s.V1Pod, decode(doc))

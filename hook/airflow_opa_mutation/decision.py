@@ -34,6 +34,12 @@ class PatchOp:
 
 @dataclass(frozen=True)
 class Decision:
+    """OPA's answer for one pod, checked against the contract (``Outcome.decision``).
+
+    ``decision_id`` is OPA's id for it in the decision log (when logging is on); ``provenance`` is what
+    ``?provenance=true`` reported (OPA's version, bundle revisions).
+    """
+
     patch: tuple[PatchOp, ...] = ()
     deny: tuple[Message, ...] = ()
     warn: tuple[Message, ...] = ()

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _json, _pod_codec
+from . import _audit, _patch_engine, _pod_codec
 from ._airflow_context import airflow_context, describe
+from ._audit import AUDIT_ANNOTATION
 from ._opa_client import DecisionClient
-from ._patch_engine import apply_patch
 from ._version import __version__
 from .config import Settings, load_settings
 from .decision import Decision, parse_decision
@@ -36,8 +36,6 @@ from .errors import (
 )
 
 log = logging.getLogger("airflow_opa_mutation")
-
-AUDIT_ANNOTATION = "airflow-opa-mutation/decision"
 
 
 @dataclass
@@ -56,7 +54,8 @@ class Outcome:
     #: Whether the patch changed the pod (judged once, on the subtrees it wrote in).
     changed: bool = False
     applied: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: ``input.airflow`` as sent to OPA: the ids Airflow set for the pod's task and the launcher.
+    airflow: dict[str, Any] = field(default_factory=dict)
 
     def diff(self) -> str:
         """A unified diff of the pod as JSON, before and after the patch."""
@@ -96,19 +95,18 @@ class MutationHook:
         Failures are returned in ``Outcome.error`` rather than raised, so callers choose the policy.
         """
         started = time.perf_counter()
-        s = self.settings
-        mode = mode or s.mode
+        decision_path = self.settings.decision_path
+        mode = mode or self.settings.mode
         namespace, name, labels, annotations = _pod_codec.pod_ref_fields(pod)
         context = airflow_context(labels, annotations)
         ref = PodRef(namespace, name, describe(context))
-        outcome = Outcome(pod=ref, request_uid=str(uuid.uuid4()), mode=mode)
-        outcome.extra["airflow"] = context
+        outcome = Outcome(pod=ref, request_uid=str(uuid.uuid4()), mode=mode, airflow=context)
         try:
             try:
                 doc = _pod_codec.encode(pod)
             except _pod_codec.DecodeError as exc:
                 raise PatchRejected(
-                    f"the pod cannot be serialized: {exc}", pod=ref, decision_path=s.decision_path
+                    f"the pod cannot be serialized: {exc}", pod=ref, decision_path=decision_path
                 ) from None
             outcome.before = doc
             payload = {
@@ -122,28 +120,12 @@ class MutationHook:
             except OpaUnavailable:
                 self._bundles_ready = False  # OPA may come back without its bundle: check again
                 raise
-            decision = parse_decision(response.body, pod=ref, decision_path=s.decision_path)
+            decision = parse_decision(response.body, pod=ref, decision_path=decision_path)
             outcome.decision = decision
             if decision.deny:
-                raise PodDenied(decision.deny, pod=ref, decision_path=s.decision_path)
+                raise PodDenied(decision.deny, pod=ref, decision_path=decision_path)
             if decision.patch:
-
-                def annotate(result: dict[str, Any], changed: list[str]) -> list[str]:
-                    outcome.changed = _differs(doc, result, changed)
-                    if not s.audit_annotation or not outcome.changed:
-                        return []
-                    _annotate(result, decision, outcome.request_uid)
-                    return ["/metadata/annotations"]
-
-                outcome.after, outcome.new_pod = apply_patch(
-                    doc,  # patched on a copy: ``doc`` stays what Airflow gave us
-                    decision.patch,
-                    protected_labels=s.all_protected_labels,
-                    max_ops=s.max_patch_ops,
-                    pod=ref,
-                    decision_path=s.decision_path,
-                    finish=annotate,
-                )
+                self._patch(outcome, doc, decision)
             else:
                 outcome.after = doc
         except OpaMutationError as exc:
@@ -151,6 +133,24 @@ class MutationHook:
         finally:
             outcome.duration = time.perf_counter() - started
         return outcome
+
+    def _patch(self, outcome: Outcome, doc: dict[str, Any], decision: Decision) -> None:
+        """Patch a copy of ``doc`` (it stays what Airflow gave us), judge the change, annotate it for
+        the audit, then build the ``V1Pod``: once, with the annotation, checking only what was written."""
+        ref, decision_path = outcome.pod, self.settings.decision_path
+        after, roots = _patch_engine.patch(
+            doc,
+            decision.patch,
+            protected_labels=self.settings.all_protected_labels,
+            max_ops=self.settings.max_patch_ops,
+            pod=ref,
+            decision_path=decision_path,
+        )
+        outcome.changed = _patch_engine.differs(doc, after, roots)
+        if outcome.changed and self.settings.audit_annotation:
+            roots = sorted({*roots, _audit.annotate(after, decision, outcome.request_uid)})
+        outcome.new_pod = _patch_engine.to_pod(after, decision.patch, roots, pod=ref, decision_path=decision_path)
+        outcome.after = after
 
     def _check_bundles(self, ref: PodRef) -> None:
         """With ``require_bundles``, refuse to use an OPA that has not activated its bundles yet.
@@ -166,7 +166,6 @@ class MutationHook:
     # -- acting on an outcome ---------------------------------------------------------------------------
 
     def _act(self, pod: Any, outcome: Outcome) -> None:
-        s = self.settings
         decision = outcome.decision
         if decision is not None:
             for message in decision.warn:
@@ -183,7 +182,7 @@ class MutationHook:
             raise error
         if error is not None:
             self._count("errors")
-            if s.fail_mode == "open" and not isinstance(error, ConfigError):
+            if self.settings.fail_mode == "open" and not isinstance(error, ConfigError):
                 log.error("fail_mode=open, letting the pod through unchanged: %s", error)
                 self._log_summary(outcome, "failed-open")
                 return
@@ -201,7 +200,7 @@ class MutationHook:
         ops = len(decision.patch) if decision else 0
         policies = ",".join(decision.policies) if decision else ""
         decision_id = decision.decision_id if decision and decision.decision_id else "-"
-        revision = _revision(decision) if decision else None
+        revision = _audit.revision(decision) if decision else None
         ids = " ".join(f"{key}={value}" for key, value in outcome.pod.airflow)
         log.info(
             "opa_mutation %s pod=%s/%s %s request_uid=%s decision_id=%s%s ops=%d policies=%s duration_ms=%.2f",
@@ -269,48 +268,6 @@ class MutationHook:
             self._metrics("timing", "opa_mutation.duration", seconds * 1000)
 
 
-def _differs(before: dict[str, Any], after: dict[str, Any], roots: list[str]) -> bool:
-    """Whether the patch changed anything: only the subtrees it wrote in can differ."""
-    if "" in roots:
-        return _json.canonical(before) != _json.canonical(after)
-    return any(
-        _fingerprint(_pod_codec.resolve(before, root)) != _fingerprint(_pod_codec.resolve(after, root))
-        for root in roots
-    )
-
-
-def _fingerprint(value: Any) -> bytes:
-    return b"absent" if value is _pod_codec.MISSING else _json.canonical(value)
-
-
-def _annotate(doc: dict[str, Any], decision: Decision, uid: str) -> None:
-    """Record on a changed pod which decision changed it and which policies did, for audits."""
-    record: dict[str, Any] = {"request_uid": uid, "policies": list(decision.policies)}
-    if decision.decision_id:
-        record["decision_id"] = decision.decision_id
-    revision = _revision(decision)
-    if revision:
-        record["revision"] = revision
-    metadata = doc.setdefault("metadata", {})
-    annotations = metadata.get("annotations")
-    if not isinstance(annotations, dict):
-        annotations = metadata["annotations"] = {}
-    annotations[AUDIT_ANNOTATION] = json.dumps(record, separators=(",", ":"), sort_keys=True)
-
-
-def _revision(decision: Decision | None) -> str | None:
-    if decision is None:
-        return None
-    revision = decision.provenance.get("revision")
-    if isinstance(revision, str) and revision:
-        return revision
-    bundles = decision.provenance.get("bundles")
-    if isinstance(bundles, dict):
-        revisions = sorted(f"{name}@{info.get('revision')}" for name, info in bundles.items() if isinstance(info, dict))
-        return ",".join(revisions) or None
-    return None
-
-
 # -- the process-wide hook Airflow calls ---------------------------------------------------------------
 
 _default: MutationHook | None = None
@@ -372,7 +329,7 @@ def _airflow_stats() -> Callable[..., None] | None:
 
 
 __all__ = [
-    "AUDIT_ANNOTATION",
+    "AUDIT_ANNOTATION",  # defined in _audit; importable from here as before
     "MutationHook",
     "Outcome",
     "configure",

@@ -31,7 +31,10 @@ try:
     settings.pod_mutation_hook(pod)
 except aom.OpaMutationError as exc:
     error = f"{type(exc).__name__}: {exc}"
-hook = aom.hook._default
+try:
+    hook = aom.hook.default_hook()
+except aom.ConfigError:
+    hook = None  # the process-wide hook could not be built from this configuration
 report({
     "origins": {key: [source.origin, source.raw] for key, source in sources.items()},
     "settings": None if hook is None else {k: getattr(hook.settings, k) for k in

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airflow_opa_mutation import AUDIT_ANNOTATION, MutationHook, PodDenied, Settings, _pod_codec
+from airflow_opa_mutation import AUDIT_ANNOTATION, MutationHook, PodDenied, Settings, pod_from_json, pod_to_json
 
 from ..conftest import POLICIES
 from . import golden
@@ -64,15 +64,15 @@ def test_exactly_what_the_hook_does(run, library_server):
     hook = MutationHook(Settings(url=library_server.url))
     try:
         for document, shown in zip(yaml.safe_load_all(PREVIEW.read_text()), previewed, strict=True):
-            pod = _pod_codec.decode(document)
+            pod = pod_from_json(document)
             if shown["verdict"] == "denied":
                 with pytest.raises(PodDenied) as denied:
                     hook(pod)
                 assert [{"policy": m.policy, "msg": m.msg} for m in denied.value.messages] == shown["deny"]
-                assert _pod_codec.encode(pod) == shown["before"]
+                assert pod_to_json(pod) == shown["before"]
                 continue
             hook(pod)
-            got = _pod_codec.encode(pod)
+            got = pod_to_json(pod)
             for doc in (got, shown["after"]):
                 doc.get("metadata", {}).get("annotations", {}).pop(AUDIT_ANNOTATION, None)
             assert got == shown["after"]

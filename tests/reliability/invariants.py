@@ -6,18 +6,21 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from airflow_opa_mutation import _pod_codec
+from airflow_opa_mutation import pod_from_json, pod_to_json
+
+#: kubernetes >= 37: pydantic models; before: the classic generated ones.
+PYDANTIC_MODELS = hasattr(k8s.V1Pod, "model_validate")
 
 
 def reference_pod(doc: dict[str, Any]) -> Any:
     """The kubernetes client's own reading of ``doc`` (not the hook's codec): the typing oracle."""
-    if _pod_codec.PYDANTIC_MODELS:
+    if PYDANTIC_MODELS:
         return k8s.V1Pod.model_validate(doc)
     return k8s.ApiClient()._ApiClient__deserialize(doc, "V1Pod")
 
 
 def _fields(model: Any) -> list[str]:
-    if _pod_codec.PYDANTIC_MODELS:
+    if PYDANTIC_MODELS:
         return list(type(model).model_fields)
     return list(model.openapi_types)
 
@@ -43,9 +46,9 @@ def same_types(got: Any, want: Any, where: str = "") -> None:
 def assert_valid_typed_pod(pod: Any) -> dict[str, Any]:
     """The pod encodes to Kubernetes JSON that the client reads back into the very same typed tree."""
     assert type(pod) is k8s.V1Pod
-    doc = _pod_codec.encode(pod)
+    doc = pod_to_json(pod)
     same_types(pod, reference_pod(doc))
-    assert _pod_codec.encode(_pod_codec.decode(doc)) == doc
+    assert pod_to_json(pod_from_json(doc)) == doc
     spec = pod.spec
     if spec is not None:
         for container in [*(spec.containers or []), *(spec.init_containers or [])]:

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_opa_mutation import InvalidDecision, MutationHook, OpaMutationError, PatchRejected, Settings, _pod_codec
+from airflow_opa_mutation import InvalidDecision, MutationHook, OpaMutationError, PatchRejected, Settings, pod_to_json
 from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 from ..test_concurrency_and_roundtrip import pods
@@ -105,7 +105,7 @@ junk_paths = st.sampled_from([
 @st.composite
 def pod_and_ops(draw: st.DrawFn) -> tuple[Any, list[dict[str, Any]]]:
     pod = draw(pods())
-    doc = _pod_codec.encode(pod)
+    doc = pod_to_json(pod)
     existing = pointers(doc)[1:]  # the whole document ("") comes from junk_paths, now and then
     objects = [p for p in existing if isinstance(_resolve(doc, p), dict) and p.count("/") >= 2]
     existing_paths = st.sampled_from(existing)
@@ -156,7 +156,7 @@ def test_random_pods_times_random_patches(fuzz_hook, case):
     annotations = dict(pod.metadata.annotations or {})
     annotations[FUZZ_ANNOTATION] = json.dumps(ops)
     pod.metadata.annotations = annotations
-    doc = _pod_codec.encode(pod)
+    doc = pod_to_json(pod)
     before = pod.to_dict()
     expected = _expected(doc, ops)
     try:
@@ -165,7 +165,7 @@ def test_random_pods_times_random_patches(fuzz_hook, case):
         error: OpaMutationError = exc
         assert type(error) in (PatchRejected, InvalidDecision), repr(error)
         assert pod.to_dict() == before
-        assert _pod_codec.encode(pod) == doc
+        assert pod_to_json(pod) == doc
         OUTCOMES[type(error).__name__] += 1
         if os.environ.get("AOM_FUZZ_DEBUG"):
             print("REJECT", str(error).split("[pod")[0][:160])

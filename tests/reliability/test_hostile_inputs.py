@@ -26,7 +26,7 @@ from airflow_opa_mutation import (
     OpaMutationError,
     PatchRejected,
     Settings,
-    _pod_codec,
+    pod_to_json,
 )
 from airflow_opa_mutation.cli._local_opa import LocalOpa
 
@@ -60,12 +60,12 @@ def decide(opa: LocalOpa, decision: Any) -> None:
 def run(hook: MutationHook, pod: Any) -> OpaMutationError | None:
     """The hook on ``pod``; returns the error (after checking the pod is untouched) or None."""
     before = pod.to_dict()
-    doc_before = _pod_codec.encode(pod)
+    doc_before = pod_to_json(pod)
     try:
         hook(pod)
     except OpaMutationError as exc:
         assert pod.to_dict() == before
-        assert _pod_codec.encode(pod) == doc_before
+        assert pod_to_json(pod) == doc_before
         return exc
     assert_valid_typed_pod(pod)
     return None
@@ -214,13 +214,13 @@ def _escaped_pod() -> k8s.V1Pod:
 
 
 def _whole(**changes: Any) -> dict[str, Any]:
-    doc = _pod_codec.encode(worker_pod())
+    doc = pod_to_json(worker_pod())
     doc["spec"].update(changes)
     return doc
 
 
 def _renamed() -> dict[str, Any]:
-    doc = _pod_codec.encode(worker_pod())
+    doc = pod_to_json(worker_pod())
     doc["metadata"]["name"] = "someone-else"
     return doc
 
@@ -269,7 +269,7 @@ DECISIONS: list[tuple[str, Callable[[], k8s.V1Pod], Any, type[OpaMutationError] 
     ("missing-from", worker_pod, [{"op": "move", "path": "/metadata/labels/x"}], PatchRejected, "from"),
     ("null-value", worker_pod, [{"op": "add", "path": "/metadata/labels/x", "value": None}], PatchRejected, "null is not a value"),
     ("empty-path-test-whole-doc", worker_pod, [
-        {"op": "test", "path": "", "value": _pod_codec.encode(worker_pod())}], OK, lambda p: p.to_dict() == worker_pod().to_dict()),
+        {"op": "test", "path": "", "value": pod_to_json(worker_pod())}], OK, lambda p: p.to_dict() == worker_pod().to_dict()),
     ("empty-path-test-fails", worker_pod, [{"op": "test", "path": "", "value": {}}], PatchRejected, "test op failed"),
     ("empty-path-replace-whole-pod", worker_pod, [
         {"op": "replace", "path": "", "value": _whole(priorityClassName="high")}], OK, lambda p: p.spec.priority_class_name == "high"),

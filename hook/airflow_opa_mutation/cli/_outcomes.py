@@ -41,7 +41,7 @@ def outcome_json(outcome: Outcome, *, documents: bool = True) -> dict[str, Any]:
     decision = outcome.decision
     result: dict[str, Any] = {
         "pod": {"namespace": outcome.pod.namespace, "name": outcome.pod.name},
-        "airflow": outcome.extra.get("airflow", {}),
+        "airflow": outcome.airflow,
         "request_uid": outcome.request_uid,
         "mode": outcome.mode,
         "verdict": verdict(outcome),

@@ -29,7 +29,7 @@ import yaml
 from rich.table import Table
 from rich.text import Text
 
-from .. import _json, _pod_codec
+from .. import _pod_codec
 from ..errors import Message, OpaMutationError, PodDenied
 from ..hook import MutationHook, Outcome
 from ._diff import diff_text, yaml_diff
@@ -120,7 +120,7 @@ def _as_entries(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
 
 def would_be(hook: MutationHook, outcome: Outcome) -> dict[str, Any] | None:
     """The pod the decision's patch makes (for a denied pod too, where the hook does not apply it)."""
-    from .._patch_engine import apply_patch
+    from .. import _patch_engine
 
     if outcome.after is not None:
         return outcome.after
@@ -128,13 +128,15 @@ def would_be(hook: MutationHook, outcome: Outcome) -> dict[str, Any] | None:
         return None
     if not outcome.decision.patch:
         return outcome.before
+    ops = outcome.decision.patch
     try:
-        after, _ = apply_patch(
-            _json.copy(outcome.before),
-            outcome.decision.patch,
+        after, roots = _patch_engine.patch(
+            outcome.before,
+            ops,
             protected_labels=hook.settings.all_protected_labels,
             max_ops=hook.settings.max_patch_ops,
         )
+        _patch_engine.to_pod(after, ops, roots)  # a patched pod that is not a valid V1Pod: None
     except OpaMutationError:
         return None
     return after

@@ -1,0 +1,46 @@
+"""The audit trail a mutation leaves: an annotation on the changed pod and the revision in the log line.
+
+A pod changed by policy carries, under :data:`AUDIT_ANNOTATION`, which request and decision changed it
+and which policies (at which bundle revision) did, so the change can be traced from the pod alone: from
+``kubectl get pod -o yaml`` back to OPA's decision log. Written only on a pod the patch really changed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .decision import Decision
+
+AUDIT_ANNOTATION = "airflow-opa-mutation/decision"
+
+#: The subtree :func:`annotate` writes in; the pod's validation must check it like the patched ones.
+ANNOTATIONS_ROOT = "/metadata/annotations"
+
+
+def annotate(doc: dict[str, Any], decision: Decision, request_uid: str) -> str:
+    """Write the audit record into the pod document ``doc``; returns the subtree it wrote in."""
+    record: dict[str, Any] = {"request_uid": request_uid, "policies": list(decision.policies)}
+    if decision.decision_id:
+        record["decision_id"] = decision.decision_id
+    bundle_revision = revision(decision)
+    if bundle_revision:
+        record["revision"] = bundle_revision
+    metadata = doc.setdefault("metadata", {})
+    annotations = metadata.get("annotations")
+    if not isinstance(annotations, dict):
+        annotations = metadata["annotations"] = {}
+    annotations[AUDIT_ANNOTATION] = json.dumps(record, separators=(",", ":"), sort_keys=True)
+    return ANNOTATIONS_ROOT
+
+
+def revision(decision: Decision) -> str | None:
+    """The policy revision OPA reported (``?provenance=true``): its own, or ``bundle@revision`` for each."""
+    own = decision.provenance.get("revision")
+    if isinstance(own, str) and own:
+        return own
+    bundles = decision.provenance.get("bundles")
+    if isinstance(bundles, dict):
+        revisions = sorted(f"{name}@{info.get('revision')}" for name, info in bundles.items() if isinstance(info, dict))
+        return ",".join(revisions) or None
+    return None

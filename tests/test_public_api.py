@@ -1,0 +1,81 @@
+"""The public surface: every public name importable from the package itself, and typed as used.
+
+Users (and their tests) import from ``airflow_opa_mutation`` only; the modules behind it are private.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import airflow_opa_mutation as aom
+from airflow_opa_mutation import (
+    Decision,
+    Message,
+    Outcome,
+    PatchOp,
+    PodDenied,
+    PodRef,
+    hook,
+    pod_from_json,
+    pod_to_json,
+)
+
+from .conftest import decision_policy, worker_pod
+
+
+def test_every_public_name_resolves_and_is_listed():
+    for name in aom.__all__:
+        assert getattr(aom, name) is not None
+        assert name in dir(aom)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        aom.nothing  # noqa: B018
+
+
+def test_one_base_class_for_every_error():
+    for error in (aom.PodDenied, aom.PatchRejected, aom.InvalidDecision, aom.OpaUnavailable, aom.ConfigError):
+        assert issubclass(error, aom.OpaMutationError)
+
+
+def test_the_hook_module_keeps_its_public_names():
+    """``from airflow_opa_mutation.hook import ...`` works as before; the same objects as the package's."""
+    for name in hook.__all__:
+        assert getattr(hook, name) is getattr(aom, name, getattr(hook, name))
+    assert hook.AUDIT_ANNOTATION == aom.AUDIT_ANNOTATION == "airflow-opa-mutation/decision"
+
+
+def test_pod_json_round_trip():
+    pod = worker_pod()
+    doc = pod_to_json(pod)
+    assert doc["metadata"]["labels"]["dag_id"] == "example_dag"
+    assert doc["spec"]["containers"][0]["livenessProbe"]["httpGet"]["port"] == "worker-logs"  # camelCase keys
+    again = pod_from_json(doc)
+    assert again == pod
+    assert pod_to_json(again) == doc
+
+
+@pytest.mark.parametrize(("doc", "pointer"), [
+    ({"spec": {"containers": [{"name": "base", "imagee": "busybox"}]}}, "/spec/containers/0/imagee"),
+    ({"spec": {"containers": [{"name": "base", "tty": "yes"}]}}, "/spec/containers/0/tty"),
+])
+def test_pod_from_json_refuses_what_the_client_would_drop_or_coerce(doc, pointer):
+    with pytest.raises(ValueError, match=pointer):
+        pod_from_json(doc)
+
+
+def test_the_types_users_receive_are_the_exported_ones(start_opa, make_hook):
+    opa = start_opa(decision_policy("""
+    decision := {"patch": [{"op": "add", "path": "/metadata/labels/team", "value": "data", "policy": "team"}], "deny": deny}
+
+    deny contains {"msg": "no", "policy": "gate"} if input.pod.metadata.name == "refused"
+    """))
+    mutation_hook = make_hook(opa)
+    outcome = mutation_hook.evaluate(worker_pod())
+    assert isinstance(outcome, Outcome)
+    assert isinstance(outcome.pod, PodRef)
+    assert isinstance(outcome.decision, Decision)
+    assert outcome.decision.patch == (PatchOp(0, {"op": "add", "path": "/metadata/labels/team", "value": "data"}, "team"),)
+    assert outcome.airflow["dag_id"] == "example_dag"  # input.airflow, as sent to OPA
+    with pytest.raises(PodDenied) as denied:
+        mutation_hook(worker_pod("refused"))
+    assert denied.value.messages == (Message("no", "gate"),)
+    assert denied.value.pod == PodRef("airflow", "refused", outcome.pod.airflow)
