@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -75,6 +76,12 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def _warning_text(header: str) -> str:
+    """The text of a ``Warning: 299 - "text"`` header (RFC 7234 quoted-string, escapes undone)."""
+    match = re.fullmatch(r'\d{3} \S+ "(.*)"', header.strip())
+    return re.sub(r"\\(.)", r"\1", match.group(1)) if match else header
+
+
 @dataclass
 class ApiResult:
     """One API answer: the status code, the JSON body (the object, or a Status) and any warnings."""
@@ -94,6 +101,8 @@ class ApiResult:
     def __str__(self) -> str:
         return f"HTTP {self.status}: {self.message or json.dumps(self.body)[:300]}"
 
+    __repr__ = __str__  # what an assertion shows: the status and the server's whole message
+
 
 class ControlPlane:
     """etcd + kube-apiserver in a temporary folder; ``start()`` returns once ``/readyz`` says ok.
@@ -108,6 +117,7 @@ class ControlPlane:
         self.apiserver_bin = binary("kube-apiserver", "AOM_KUBE_APISERVER_BIN")
         self.etcd_bin = binary("etcd", "AOM_ETCD_BIN")
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="aom-kube-"))
+        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.startup_timeout = startup_timeout
         self.token = secrets.token_hex(24)
         self.etcd_port, self.peer_port, self.port = free_ports(3)
@@ -178,7 +188,10 @@ class ControlPlane:
 
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
         with self.log(name).open("ab") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            # Own session: a Ctrl-C reaches only us, and we stop the API server before etcd.
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         self.processes[name] = process
         return process
 
@@ -286,7 +299,7 @@ class ControlPlane:
             document = response.json()
         except ValueError:
             document = {"message": response.text}
-        warnings = list(response.raw.headers.getlist("Warning")) if response.raw else []
+        warnings = [_warning_text(w) for w in response.raw.headers.getlist("Warning")] if response.raw else []
         return ApiResult(response.status_code, document, warnings)
 
     def namespace(self, name: str, *, enforce: str | None = None, warn: str | None = None) -> ApiResult:
@@ -340,8 +353,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, help="working folder (default: a new temporary one, removed at exit)")
     args = parser.parse_args(argv)
     urllib3.disable_warnings()
-    if args.dir:
-        args.dir.mkdir(parents=True, exist_ok=True)
     plane = ControlPlane(args.dir)
     try:
         plane.start()
@@ -360,16 +371,15 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal stop
         stop = True
 
+    signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, interrupted)
-    try:
-        while not stop and all(p.poll() is None for p in plane.processes.values()):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    died = [name for name, p in plane.processes.items() if p.poll() is not None]
+    while not stop and all(p.poll() is None for p in plane.processes.values()):
+        time.sleep(0.5)
+    died = [] if stop else [name for name, p in plane.processes.items() if p.poll() is not None]
     for name in died:
         print(f"kube-up: {name} exited:\n{plane.log_tail(name)}", file=sys.stderr)
     plane.stop(keep=bool(args.dir) or bool(died))
+    print("kube-up: stopped" + (f"; logs in {plane.workdir}" if died or args.dir else ""))
     return 1 if died else 0
 
 

@@ -59,8 +59,10 @@ def through_hook(library_opa, path: Path, name: str) -> dict[str, Any]:
 
 
 def differences(sent: Any, stored: Any, path: str = "") -> list[str]:
-    """Where ``stored`` lost or changed what was ``sent`` (JSON pointers). Additions are fine; so is an
-    empty list that was sent, which Kubernetes does not serialise."""
+    """Where ``stored`` lost or changed what was ``sent`` (JSON pointers). Additions are fine; so is a
+    sent ``false`` or empty list the server leaves out: the zero value of a plain (non-pointer) field,
+    which Kubernetes does not serialise (``hostNetwork: false``); pointer fields such as
+    ``allowPrivilegeEscalation: false`` are kept and compared."""
     if isinstance(sent, dict):
         if not isinstance(stored, dict):
             return [f"{path}: stored {stored!r}, sent an object"]
@@ -68,7 +70,7 @@ def differences(sent: Any, stored: Any, path: str = "") -> list[str]:
         for key, value in sent.items():
             if key in stored:
                 found += differences(value, stored[key], f"{path}/{key}")
-            elif value != []:
+            elif not (value is False or value == []):
                 found.append(f"{path}/{key}: missing (sent {value!r})")
         return found
     if isinstance(sent, list):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from kubernetes import client as k8s
 from kubernetes import config as kube_config
 
-from .cluster import ControlPlane
+from .cluster import ControlPlane, ControlPlaneError, KubeToolsMissing
 
 
 def plain_pod(name: str, **security: Any) -> dict[str, Any]:
@@ -93,3 +94,18 @@ def test_the_kubeconfig_works_with_the_kubernetes_client(kube_cluster: ControlPl
         assert accounts == ["default"]
     finally:
         api.api_client.close()
+
+
+def test_a_missing_binary_is_an_error_not_a_skip(monkeypatch, tmp_path):
+    monkeypatch.setenv("AOM_KUBE_APISERVER_BIN", str(tmp_path / "nowhere" / "kube-apiserver"))
+    with pytest.raises(KubeToolsMissing, match="run scripts/install-tools"):
+        ControlPlane()
+
+
+def test_a_failed_start_names_the_process_and_keeps_its_logs(monkeypatch, tmp_path):
+    monkeypatch.setenv("AOM_ETCD_BIN", "/bin/false")
+    plane = ControlPlane(tmp_path / "plane", startup_timeout=10)
+    with pytest.raises(ControlPlaneError, match="etcd exited with 1"):
+        plane.start()
+    assert plane.log("etcd").exists()
+    assert plane.processes == {}
