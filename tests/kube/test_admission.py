@@ -179,3 +179,35 @@ def test_pod_seccomp_annotation_is_not_contradicted(library_opa, kube_cluster, k
     assert "spec.securityContext.seccompProfile.type: Forbidden: seccomp type in annotation and field must match" in (
         refused.message
     )
+
+
+def test_a_bare_pod_after_the_hook_passes_restricted_and_capability_names_are_literal(
+    library_opa, kube_cluster, kube_namespace
+):
+    """The library hardens a pod that sets nothing up to the restricted level, with the spelling
+    PodSecurity compares literally: ``drop: ["ALL"]``. Other spellings of the same capabilities fail."""
+    namespace = kube_namespace("restricted")
+    sent = through_hook(library_opa, _sample("pod_security_context", "01-kpo-pod-defaults"), "bare")
+    sent["metadata"]["namespace"] = namespace
+    assert sent["spec"]["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    admitted = kube_cluster.create_pod(namespace, sent, dry_run=True)
+    assert admitted.status == 201, admitted
+    assert admitted.warnings == []
+
+    def with_capabilities(capabilities: dict[str, list[str]]) -> dict[str, Any]:
+        pod = copy.deepcopy(sent)
+        for container in (*pod["spec"]["containers"], *pod["spec"]["initContainers"]):
+            container["securityContext"]["capabilities"] = capabilities
+        return pod
+
+    assert kube_cluster.create_pod(
+        namespace, with_capabilities({"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}), dry_run=True
+    ).ok
+    for capabilities in (
+        {"drop": ["all"]},
+        {"drop": ["ALL"], "add": ["CAP_NET_BIND_SERVICE"]},
+        {"drop": ["ALL"], "add": ["net_bind_service"]},
+    ):
+        refused = kube_cluster.create_pod(namespace, with_capabilities(capabilities), dry_run=True)
+        assert refused.status == 403, (capabilities, refused)
+        assert "capabilities" in refused.message
