@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import textwrap
 from collections.abc import Callable, Iterator
@@ -52,6 +53,28 @@ def start_opa(tmp_path: Path) -> Iterator[Callable[..., LocalOpa]]:
 
     yield start
     for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def library_opa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[dict[str, Any]], LocalOpa]]:
+    """A real OPA serving the shipped library (policies/) with a configuration delta merged over
+    data.airflow.pod.config; one server per distinct delta, shared by the module's tests."""
+    started: dict[str, LocalOpa] = {}
+
+    def get(config: dict[str, Any]) -> LocalOpa:
+        key = json.dumps(config, sort_keys=True)
+        if key not in started:
+            paths = [POLICIES]
+            if config:
+                folder = tmp_path_factory.mktemp("config")
+                (folder / "config.json").write_text(json.dumps({"airflow": {"pod": {"config": config}}}))
+                paths.append(folder / "config.json")
+            started[key] = LocalOpa(paths).start()
+        return started[key]
+
+    yield get
+    for server in started.values():
         server.stop()
 
 

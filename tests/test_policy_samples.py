@@ -7,7 +7,6 @@ Each is also checked for convergence: evaluating the mutated pod again yields no
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import pytest
 import yaml
 
 from airflow_opa_mutation import AUDIT_ANNOTATION, MutationHook, PodDenied, Settings, _pod_codec
-from airflow_opa_mutation.local_opa import LocalOpa
 
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"
@@ -29,36 +27,15 @@ def test_every_policy_has_samples():
         assert len(list((folder / "samples").glob("*"))) >= 2, folder.name
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    """One real OPA per distinct configuration delta, shared by the samples that use it."""
-    started: dict[str, LocalOpa] = {}
-
-    def get(config: dict) -> LocalOpa:
-        key = json.dumps(config, sort_keys=True)
-        if key not in started:
-            paths = [POLICIES]
-            if config:
-                folder = tmp_path_factory.mktemp("config")
-                (folder / "config.json").write_text(json.dumps({"airflow": {"pod": {"config": config}}}))
-                paths.append(folder / "config.json")
-            started[key] = LocalOpa(paths).start()
-        return started[key]
-
-    yield get
-    for server in started.values():
-        server.stop()
-
-
 def messages(entries):
     return sorted((m["policy"], m["msg"]) for m in entries or [])
 
 
 @pytest.mark.parametrize("sample_path", SAMPLES, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
-def test_sample(sample_path, servers, caplog):
+def test_sample(sample_path, library_opa, caplog):
     sample = yaml.safe_load(sample_path.read_text())
     expect = sample["expect"]
-    opa = servers(sample.get("config") or {})
+    opa = library_opa(sample.get("config") or {})
     hook = MutationHook(Settings(url=opa.url, audit_annotation=False))
     pod = _pod_codec.decode(sample["pod"])
     before = pod.to_dict()

@@ -21,3 +21,31 @@ test_containers_come_first_then_init_containers if {
 	]
 	[e.name | some e in k8s.selected(false)] == ["base"] with input as {"pod": fx.kpo_pod}
 }
+
+test_windows_pods if {
+	k8s.windows with input as {"pod": fx.put(fx.worker_pod, "/spec/os", {"name": "windows"})}
+	not k8s.windows with input as {"pod": fx.put(fx.worker_pod, "/spec/os", {"name": "linux"})}
+	not k8s.windows with input as {"pod": fx.worker_pod}
+}
+
+test_seccomp_annotation_of_a_container_else_the_pod if {
+	annotations := {
+		"seccomp.security.alpha.kubernetes.io/pod": "unconfined",
+		"container.seccomp.security.alpha.kubernetes.io/base": "runtime/default",
+	}
+	pod := fx.put(fx.worker_pod, "/metadata/annotations", annotations)
+	k8s.seccomp_annotation("base") == "runtime/default" with input as {"pod": pod}
+	k8s.seccomp_annotation("sidecar") == "unconfined" with input as {"pod": pod}
+	not k8s.seccomp_annotation("base") with input as {"pod": fx.worker_pod}
+}
+
+test_seccomp_matches_by_the_api_server_rule if {
+	k8s.seccomp_matches("runtime/default", {"type": "RuntimeDefault"})
+	k8s.seccomp_matches("docker/default", {"type": "RuntimeDefault"})
+	k8s.seccomp_matches("unconfined", {"type": "Unconfined"})
+	k8s.seccomp_matches("localhost/audit.json", {"type": "Localhost", "localhostProfile": "audit.json"})
+	not k8s.seccomp_matches("unconfined", {"type": "RuntimeDefault"})
+	not k8s.seccomp_matches("localhost/audit.json", {"type": "RuntimeDefault"})
+	not k8s.seccomp_matches("localhost/other.json", {"type": "Localhost", "localhostProfile": "audit.json"})
+	not k8s.seccomp_matches("runtime/default", {"type": "Localhost"})
+}

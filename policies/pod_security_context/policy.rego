@@ -30,3 +30,26 @@ _skip contains "runAsNonRoot" if {
 	some entry in k8s.containers
 	entry.container.securityContext.runAsUser == 0
 }
+
+# A Windows pod rejects the Linux-only pod-level fields (seccompProfile,
+# fsGroup, runAsUser among them).
+_skip contains field if {
+	k8s.windows
+	some field in k8s.linux_only_pod_fields
+}
+
+# No pod-level seccompProfile that contradicts a deprecated seccomp
+# annotation: the API server rejects a pod field that disagrees with the pod
+# annotation, and a container annotation (else the pod's) states what that
+# container wants, which the inherited pod field would silently override.
+# Annotations asking for "unconfined" are left for a deny policy to judge.
+_skip contains "seccompProfile" if {
+	annotation := k8s.annotations[k8s.seccomp_pod_annotation]
+	not k8s.seccomp_matches(annotation, params.values.seccompProfile)
+}
+
+_skip contains "seccompProfile" if {
+	some entry in k8s.containers
+	annotation := k8s.seccomp_annotation(entry.name)
+	not k8s.seccomp_matches(annotation, params.values.seccompProfile)
+}

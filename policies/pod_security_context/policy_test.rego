@@ -34,3 +34,42 @@ test_root_pod_or_container_gets_no_run_as_non_root if {
 test_a_hardened_pod_is_left_alone if {
 	pod_security_context.patch == set() with input as {"pod": fx.hardened_pod}
 }
+
+test_windows_pods_get_no_linux_only_fields if {
+	delta := fx.params("pod_security_context", {"values": {"fsGroup": 0, "runAsUser": 50000}})
+	pod := fx.put(fx.worker_pod, "/spec/os", {"name": "windows"})
+	ops := pod_security_context.patch with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as delta
+	json.patch(pod, sort(ops)).spec.securityContext == {"runAsNonRoot": true}
+}
+
+test_no_seccomp_profile_against_the_pod_annotation if {
+	every value in ["unconfined", "localhost/profiles/audit.json"] {
+		pod := fx.put(fx.worker_pod, "/metadata/annotations", {"seccomp.security.alpha.kubernetes.io/pod": value})
+		ops := pod_security_context.patch with input as {"pod": pod}
+		json.patch(pod, sort(ops)).spec.securityContext == {"runAsNonRoot": true}
+	}
+}
+
+test_a_matching_pod_annotation_gets_the_profile if {
+	pod := fx.put(fx.worker_pod, "/metadata/annotations", {"seccomp.security.alpha.kubernetes.io/pod": "runtime/default"})
+	ops := pod_security_context.patch with input as {"pod": pod}
+	json.patch(pod, sort(ops)).spec.securityContext == fx.pod_context
+}
+
+test_no_pod_seccomp_profile_against_a_container_annotation if {
+	annotations := {"container.seccomp.security.alpha.kubernetes.io/fetch-data": "unconfined"}
+	pod := fx.put(fx.kpo_pod, "/metadata/annotations", annotations)
+	ops := pod_security_context.patch with input as {"pod": pod}
+	json.patch(pod, sort(ops)).spec.securityContext == {"runAsNonRoot": true}
+}
+
+test_a_contradicting_pod_annotation_counts_even_when_every_container_has_its_own if {
+	annotations := {
+		"seccomp.security.alpha.kubernetes.io/pod": "unconfined",
+		"container.seccomp.security.alpha.kubernetes.io/base": "runtime/default",
+	}
+	pod := fx.put(fx.worker_pod, "/metadata/annotations", annotations)
+	ops := pod_security_context.patch with input as {"pod": pod}
+	json.patch(pod, sort(ops)).spec.securityContext == {"runAsNonRoot": true}
+}

@@ -46,12 +46,27 @@ _pod_inherited contains key if {
 
 patch contains op if {
 	some entry in k8s.selected(params.init_containers)
-	skip := _skip(object.get(entry.container, "securityContext", {}))
+	skip := _skip(entry.name, object.get(entry.container, "securityContext", {}))
 	some op in ops.fill(entry.container, entry.path, "securityContext", params.values, skip)
 }
 
-# _skip(context): the top-level keys not to add to a container's context.
-_skip(context) := (_pod_inherited | _root(context)) | _escalation(context)
+# _skip(name, context): the top-level keys not to add to container name's context.
+_skip(name, context) := (((_pod_inherited | _root(context)) | _escalation(context)) | _os) | _seccomp(name)
+
+# A Windows pod's containers reject the Linux-only fields (capabilities,
+# seccompProfile, allowPrivilegeEscalation among them).
+default _os := set()
+
+_os := k8s.linux_only_container_fields if k8s.windows
+
+# No seccompProfile that contradicts the container's deprecated seccomp
+# annotation (or the pod's, which spoke for every container): the API server
+# rejects the container's own mismatch, and an "unconfined" pod annotation is
+# left for a deny policy to judge rather than silently overridden.
+_seccomp(name) := {"seccompProfile"} if {
+	annotation := k8s.seccomp_annotation(name)
+	not k8s.seccomp_matches(annotation, params.values.seccompProfile)
+} else := set()
 
 # runAsNonRoot: true cannot start a container told to run as uid 0.
 _root(context) := {"runAsNonRoot"} if {

@@ -91,3 +91,64 @@ test_configured_values_and_nulls if {
 		"readOnlyRootFilesystem": true,
 	}
 }
+
+test_windows_containers_get_only_what_windows_accepts if {
+	pod := fx.put(fx.kpo_pod, "/spec/os", {"name": "windows"})
+	ops := security_context.patch with input as {"pod": pod}
+	patched := json.patch(pod, sort(ops))
+	patched.spec.containers[0].securityContext == {"runAsNonRoot": true}
+	patched.spec.initContainers[0].securityContext == {"runAsNonRoot": true}
+}
+
+test_windows_containers_get_no_configured_linux_fields if {
+	delta := fx.params("security_context", {"values": {"readOnlyRootFilesystem": true, "runAsUser": 1000}})
+	pod := fx.put(fx.worker_pod, "/spec/os", {"name": "windows"})
+	ops := security_context.patch with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as delta
+	json.patch(pod, sort(ops)).spec.containers[0].securityContext == {"runAsNonRoot": true}
+}
+
+test_existing_capabilities_of_a_windows_container_get_no_drop if {
+	pod := fx.put(
+		fx.put(fx.worker_pod, "/spec/os", {"name": "windows"}),
+		"/spec/containers/0/securityContext", {"capabilities": {}},
+	)
+	ops := security_context.patch with input as {"pod": pod}
+	json.patch(pod, sort(ops)).spec.containers[0].securityContext == {"capabilities": {}, "runAsNonRoot": true}
+}
+
+# The annotation values the API server holds against a RuntimeDefault field.
+_contradicting := ["unconfined", "localhost/profiles/audit.json"]
+
+test_no_seccomp_profile_against_the_container_annotation if {
+	every value in _contradicting {
+		pod := fx.put(fx.worker_pod, "/metadata/annotations", {"container.seccomp.security.alpha.kubernetes.io/base": value})
+		ops := security_context.patch with input as {"pod": pod}
+		context := json.patch(pod, sort(ops)).spec.containers[0].securityContext
+		not "seccompProfile" in object.keys(context)
+		context.allowPrivilegeEscalation == false
+	}
+}
+
+test_no_seccomp_profile_against_the_pod_annotation if {
+	every value in _contradicting {
+		pod := fx.put(fx.kpo_pod, "/metadata/annotations", {"seccomp.security.alpha.kubernetes.io/pod": value})
+		ops := security_context.patch with input as {"pod": pod}
+		patched := json.patch(pod, sort(ops))
+		not "seccompProfile" in object.keys(patched.spec.containers[0].securityContext)
+		not "seccompProfile" in object.keys(patched.spec.initContainers[0].securityContext)
+	}
+}
+
+test_a_matching_annotation_gets_the_profile if {
+	annotations := {
+		"seccomp.security.alpha.kubernetes.io/pod": "unconfined",
+		"container.seccomp.security.alpha.kubernetes.io/base": "runtime/default",
+		"container.seccomp.security.alpha.kubernetes.io/fetch-data": "docker/default",
+	}
+	pod := fx.put(fx.kpo_pod, "/metadata/annotations", annotations)
+	ops := security_context.patch with input as {"pod": pod}
+	patched := json.patch(pod, sort(ops))
+	patched.spec.containers[0].securityContext == fx.hardened_context
+	patched.spec.initContainers[0].securityContext == fx.hardened_context
+}
