@@ -215,12 +215,12 @@ def test_docs_show_the_files_instead_of_private_copies():
     for name in ("opa-sidecar.yaml", "opa-configmap.yaml", "opa-env-configmap.yaml", "worker-pod-template.yaml",
                  "values.yaml", "sidecar-policy-config.yaml"):
         assert f"deploy/kubernetes/{name}" in helm, name
-    blocks = re.findall(r"```(?:yaml|dockerfile)\n(.*?)```", helm, re.DOTALL)
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", helm, re.DOTALL)
     for block in blocks:
-        for copied in ("image: openpolicyagent/opa", "securityContext:", "--config-file", "decision_logs"):
+        for copied in ("image: openpolicyagent/opa", "securityContext:", "--config-file", "decision_logs",
+                       "AIRFLOW__OPA_MUTATION__", "opa_mutation:"):
             assert copied not in block, f"docs/helm.md carries its own copy ({copied!r}):\n{block}"
     assert "--set=decision_logs.console=true" not in helm
-    assert "AIRFLOW__OPA_MUTATION__MODE" not in helm
     scale = (REPO / "docs" / "running-at-scale.md").read_text()
     assert "deploy/kubernetes/opa-sidecar.yaml" in scale
     assert "does *not* stop" not in scale
