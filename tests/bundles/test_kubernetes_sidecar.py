@@ -80,14 +80,9 @@ def run_k8s_sidecar(bundle_server, collector, keys: Keys, tmp_path: Path,
         for name, value in (variables if env is None else env).items():
             monkeypatch.setenv(name, value)
 
-        args = []
-        for arg in container["args"]:
-            arg = arg.replace("/etc/opa", str(etc))
-            if arg.startswith("--addr="):
-                arg = f"--addr=127.0.0.1:{port}"
-            elif arg.startswith("--diagnostic-addr="):
-                arg = f"--diagnostic-addr=127.0.0.1:{diag_port}"
-            args.append(arg)
+        listen = {"--addr=": f"--addr=127.0.0.1:{port}", "--diagnostic-addr=": f"--diagnostic-addr=127.0.0.1:{diag_port}"}
+        args = [next((v for k, v in listen.items() if arg.startswith(k)), arg.replace("/etc/opa", str(etc)))
+                for arg in container["args"]]
         mask = args.pop()  # the positional path stays last
         args += [
             f"--set=persistence_directory={persist}",
