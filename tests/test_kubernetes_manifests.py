@@ -297,3 +297,12 @@ def test_an_organisations_policies_and_the_sidecar_guidance(guidance, start_opa,
         touched = {op.rsplit("[", 1)[1].rstrip("]") for op in sidecar_ops(decision)}
         assert touched >= {"env_injection", "image_pull_policy", "resource_defaults"}, sidecar_ops(decision)
         assert any('"opa"' in msg and "openpolicyagent/opa" in msg for msg in denies), denies
+
+
+def test_the_remote_bundle_configuration_verifies_signatures_and_masks_its_logs():
+    """What the old docs' remote-bundle snippet lacked: signing, trusted keys, a mask, no console logging."""
+    config = yaml.safe_load((OPA_DIR / "config.yaml").read_text())
+    assert "signing" in config["bundles"]["airflow"] and "keyid" not in config["bundles"]["airflow"]["signing"]
+    assert config["keys"]["airflow_bundle"]["algorithm"] == "RS256"
+    assert config["decision_logs"]["mask_decision"] == "/system/log/mask"
+    assert not config["decision_logs"].get("console")
