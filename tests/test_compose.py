@@ -108,9 +108,11 @@ def test_airflow_service_is_the_official_image_with_this_package_and_points_at_t
     airflow = services["airflow"]
     dockerfile = (REPO / airflow["build"]["dockerfile"]).read_text()
     assert f"FROM apache/airflow:{pinned('AIRFLOW_VERSION')}" in dockerfile
-    assert "pip install" in dockerfile and "/opt/airflow-opa-mutation" in dockerfile
+    assert "pip wheel" in dockerfile and "/opt/airflow-opa-mutation" in dockerfile
     env = airflow["environment"]
     assert env["AIRFLOW__OPA_MUTATION__URL"] == "http://opa:8181"
-    assert "opa" in airflow["depends_on"]
+    # Airflow starts only once OPA has activated a bundle (the healthcheck asks the server itself).
+    assert airflow["depends_on"] == {"opa": {"condition": "service_healthy"}}
+    assert "/health?bundles=true" in " ".join(services["opa"]["healthcheck"]["test"])
     ignored = (REPO / ".dockerignore").read_text().split()
     assert "!hook/" in ignored and "!pyproject.toml" in ignored  # the build context holds the package

@@ -102,3 +102,33 @@ def test_the_compose_sidecar_command_runs_on_a_real_opa(start_opa, bundle_server
     wait_active(opa, "rev-compose")
     assert injected_marker(make_hook(opa).evaluate(secret_pod()).after) == "rev-compose"
     collector.wait_for(lambda c: [e for e in c.events if e["labels"].get("deployment") == "docker-compose"])
+
+
+def test_the_compose_healthcheck_command_reports_whether_the_server_has_activated_its_bundle(
+    start_opa, bundle_server, collector, make_bundle, keys, monkeypatch
+):
+    """docker-compose.yml's `opa` healthcheck, run as Docker runs it (CMD: no shell), with /opa the pinned
+    binary and the server's port 8181 replaced by the test server's port: failing before the bundle is
+    active, passing after, failing again once the server is gone."""
+    service = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["opa"]
+    kind, binary, *check = service["healthcheck"]["test"]
+    assert (kind, binary) == ("CMD", "/opa")
+    monkeypatch.setenv("AOM_BUNDLE_SERVICE_URL", bundle_server.url)
+    monkeypatch.setenv("AOM_DECISION_LOG_SERVICE_URL", collector.url)
+    opa = start_opa(paths=[REPO / "deploy" / "opa" / "mask.rego"], args=[
+        "--config-file", str(CONFIG), "--set-file", f"keys.airflow_bundle.key={keys.public}",
+        "--set", "bundles.airflow.persist=false",
+        "--set", "bundles.airflow.polling.min_delay_seconds=1", "--set", "bundles.airflow.polling.max_delay_seconds=2"])
+    command = [opa_binary(), *(arg.replace("127.0.0.1:8181", f"127.0.0.1:{opa.port}") for arg in check)]
+    assert any(f"127.0.0.1:{opa.port}/health?bundles=true" in arg for arg in command), command
+
+    def healthy() -> bool:
+        return subprocess.run(command, check=False, capture_output=True, timeout=30).returncode == 0
+
+    assert requests.get(f"{opa.url}/health?bundles=true", timeout=2).status_code == 500
+    assert not healthy(), "no bundle activated yet: unhealthy (the old `eval --fail true` passed here)"
+    bundle_server.publish(RESOURCE, make_bundle("rev-health"))
+    wait_active(opa, "rev-health")
+    assert healthy()
+    opa.stop()
+    assert not healthy()

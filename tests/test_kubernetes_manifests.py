@@ -1,0 +1,308 @@
+"""deploy/kubernetes/: the OPA sidecar as Kubernetes objects, checked as data and against a real OPA.
+
+Every object decodes as the kubernetes client's model and encodes back unchanged (no unknown or mistyped
+field); the container spec has one source (opa-sidecar.yaml) and every copy equals it; the ConfigMap is
+deploy/opa/ byte for byte; the Helm values configure the hook in dry-run with nothing overriding it; and the
+worker pod template survives the project's own policies through the real hook (with the shipped defaults,
+and with an organisation's configuration once sidecar-policy-config.yaml's keys are merged in).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+
+from airflow_opa_mutation import PodDenied
+
+from .conftest import POLICIES, REPO
+from .test_compose import pinned
+
+K8S = REPO / "deploy" / "kubernetes"
+OPA_DIR = REPO / "deploy" / "opa"
+
+
+def load(name: str) -> Any:
+    return yaml.safe_load((K8S / name).read_text())
+
+
+def decode(document: dict[str, Any], kind: str) -> Any:
+    """The kubernetes model of ``document``; fails on any field the model does not carry as written."""
+    api = k8s.ApiClient()
+    model = getattr(k8s, kind)
+    if hasattr(model, "model_validate"):  # kubernetes 37: pydantic, unknown fields raise
+        obj = model.model_validate(document)
+    else:  # kubernetes 36: classic models drop unknown fields silently; the round trip below catches it
+        obj = api._ApiClient__deserialize(document, kind)  # type: ignore[attr-defined]
+    assert api.sanitize_for_serialization(obj) == document, f"{kind} does not round-trip"
+    return obj
+
+
+SIDECAR = load("opa-sidecar.yaml")
+VALUES = load("values.yaml")
+TEMPLATE = load("worker-pod-template.yaml")
+SIDECAR_VOLUMES = {"opa-config", "opa-persistence"}
+
+
+def template_opa_volumes() -> list[dict[str, Any]]:
+    return [v for v in TEMPLATE["spec"]["volumes"] if v["name"] in SIDECAR_VOLUMES]
+
+
+# -- objects ------------------------------------------------------------------------------------------------
+
+
+def test_every_object_decodes_as_the_kubernetes_model():
+    decode(SIDECAR, "V1Container")
+    for name in ("opa-configmap.yaml", "opa-env-configmap.yaml"):
+        decode(load(name), "V1ConfigMap")
+    pod = decode(TEMPLATE, "V1Pod")
+    assert pod.spec.init_containers[0].restart_policy == "Always"
+    for container in [*VALUES["scheduler"]["extraInitContainers"], *VALUES["workers"]["kubernetes"]["extraInitContainers"],
+                      *VALUES["workers"]["celery"]["extraInitContainers"]]:
+        decode(container, "V1Container")
+    for volume in VALUES["scheduler"]["extraVolumes"]:
+        decode(volume, "V1Volume")
+
+
+def test_the_container_spec_has_one_source_and_every_copy_equals_it():
+    copies = {
+        "worker-pod-template.yaml initContainers": TEMPLATE["spec"]["initContainers"],
+        "values.yaml scheduler.extraInitContainers": VALUES["scheduler"]["extraInitContainers"],
+        "values.yaml workers.kubernetes.extraInitContainers": VALUES["workers"]["kubernetes"]["extraInitContainers"],
+        "values.yaml workers.celery.extraInitContainers": VALUES["workers"]["celery"]["extraInitContainers"],
+    }
+    for where, containers in copies.items():
+        assert containers == [SIDECAR], where
+    volumes = template_opa_volumes()
+    assert {v["name"] for v in volumes} == {m["name"] for m in SIDECAR["volumeMounts"]}
+    for where in (VALUES["scheduler"], VALUES["workers"]["kubernetes"], VALUES["workers"]["celery"]):
+        assert where["extraVolumes"] == volumes
+
+
+def test_the_configmap_is_deploy_opa_byte_for_byte():
+    data = load("opa-configmap.yaml")["data"]
+    assert data == {"config.yaml": (OPA_DIR / "config.yaml").read_text(), "mask.rego": (OPA_DIR / "mask.rego").read_text()}, (
+        "regenerate deploy/kubernetes/opa-configmap.yaml (its header says how)"
+    )
+
+
+def test_the_env_configmap_sets_every_variable_the_opa_config_reads():
+    """An unset ${VAR} stays literal in OPA's configuration: every one must come from the env ConfigMap."""
+    config = yaml.safe_load((OPA_DIR / "config.yaml").read_text())
+    wanted = {name for text in _strings(config) for name in re.findall(r"\$\{(\w+)\}", text)}
+    env = load("opa-env-configmap.yaml")
+    assert wanted and wanted <= set(env["data"])
+    assert SIDECAR["envFrom"] == [{"configMapRef": {"name": env["metadata"]["name"]}}]
+
+
+# -- the sidecar container ------------------------------------------------------------------------------------
+
+
+def _args() -> dict[str, str]:
+    return dict(a.removeprefix("--").split("=", 1) for a in SIDECAR["args"] if a.startswith("--") and "=" in a)
+
+
+def mounted(path: str) -> tuple[dict[str, Any], str]:
+    """The volume holding container ``path`` and the path inside it."""
+    volumes = {v["name"]: v for v in template_opa_volumes()}
+    for mount in SIDECAR["volumeMounts"]:
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if path == mount["mountPath"] or path.startswith(prefix):
+            return volumes[mount["name"]], path.removeprefix(prefix)
+    raise AssertionError(f"nothing mounted at {path}")
+
+
+def projected_source(volume: dict[str, Any], inner: str) -> tuple[str, str]:
+    """(ConfigMap name, key) a projected volume puts at ``inner``. Without ``items`` a ConfigMap puts each
+    of its keys at a file of that name: only the sidecar's own ConfigMap is used that way."""
+    shipped = load("opa-configmap.yaml")
+    for source in volume["projected"]["sources"]:
+        config_map = source["configMap"]
+        if "items" in config_map:
+            items = {i["path"]: i["key"] for i in config_map["items"]}
+        else:
+            assert config_map["name"] == shipped["metadata"]["name"]
+            items = {key: key for key in shipped["data"]}
+        if inner in items:
+            return config_map["name"], items[inner]
+    raise AssertionError(f"{inner} not projected")
+
+
+def test_the_sidecar_is_pinned_and_runs_the_shipped_configuration_mask_and_key():
+    assert SIDECAR["image"] == f"openpolicyagent/opa:{pinned('OPA_VERSION').lstrip('v')}"
+    assert SIDECAR["restartPolicy"] == "Always", "a native sidecar"
+    args = SIDECAR["args"]
+    assert args[:2] == ["run", "--server"]
+    flags = _args()
+    assert flags["addr"] == "127.0.0.1:8181", "the data API on loopback: the hook's default url, nobody else's"
+    configmap = load("opa-configmap.yaml")
+    volume, inner = mounted(flags["config-file"])
+    assert projected_source(volume, inner) == (configmap["metadata"]["name"], "config.yaml")
+    volume, inner = mounted(args[-1])
+    assert projected_source(volume, inner) == (configmap["metadata"]["name"], "mask.rego"), "the mask from disk"
+    key, _, path = flags["set-file"].partition("=")
+    assert key == "keys.airflow_bundle.key"
+    volume, inner = mounted(path)
+    assert projected_source(volume, inner) == ("airflow-opa-bundle-key", "airflow_bundle.pub.pem")
+    assert "--bundle" not in args and not any("decision_logs.console" in a for a in args)
+
+
+def test_the_persistence_directory_is_a_writable_empty_dir():
+    config = yaml.safe_load((OPA_DIR / "config.yaml").read_text())
+    assert config["bundles"]["airflow"]["persist"] is True
+    volume, inner = mounted(config["persistence_directory"])
+    assert inner in ("", config["persistence_directory"]) and "emptyDir" in volume
+    [mount] = [m for m in SIDECAR["volumeMounts"] if m["name"] == volume["name"]]
+    assert not mount.get("readOnly")
+    assert all(m.get("readOnly") for m in SIDECAR["volumeMounts"] if m is not mount)
+
+
+def test_the_sidecar_is_locked_down_and_sized():
+    security = SIDECAR["securityContext"]
+    assert security == {
+        "runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    resources = SIDECAR["resources"]
+    assert resources["requests"]["cpu"] and resources["requests"]["memory"] and resources["limits"]["memory"]
+
+
+def test_probes_ask_for_an_activated_bundle_on_the_diagnostic_address():
+    diagnostic_port = int(_args()["diagnostic-addr"].rsplit(":", 1)[1])
+    assert _args()["diagnostic-addr"].startswith("0.0.0.0:"), "the kubelet probes the pod IP"
+    ports = {p["name"]: p["containerPort"] for p in SIDECAR["ports"]}
+    for probe in ("startupProbe", "readinessProbe"):
+        get = SIDECAR[probe]["httpGet"]
+        assert get["path"] == "/health?bundles=true", probe
+        assert ports[get["port"]] == diagnostic_port, probe
+        assert "host" not in get, "Pod Security baseline (1.34) forbids probe hosts"
+    assert ports[SIDECAR["livenessProbe"]["httpGet"]["port"]] == diagnostic_port
+
+
+# -- Helm values ------------------------------------------------------------------------------------------------
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_values_configure_the_hook_in_dry_run_with_nothing_overriding_it():
+    section = VALUES["config"]["opa_mutation"]
+    assert section["mode"] == "dry-run"
+    assert section["url"] == "http://127.0.0.1:" + _args()["addr"].rsplit(":", 1)[1]
+    assert section["require_bundles"] == "true"
+    overrides = [s for s in _strings(VALUES) if "AIRFLOW__OPA_MUTATION__" in s.upper()]
+    assert overrides == [], "an env variable would win over [opa_mutation] in airflow.cfg"
+    assert "env" not in VALUES and "secret" not in VALUES and "extraEnv" not in VALUES
+
+
+def test_values_pin_the_airflow_version_of_the_image():
+    assert VALUES["airflowVersion"] == pinned("AIRFLOW_VERSION")
+    assert VALUES["images"]["airflow"]["tag"].startswith(pinned("AIRFLOW_VERSION") + "-")
+
+
+def test_docs_show_the_files_instead_of_private_copies():
+    helm = (REPO / "docs" / "helm.md").read_text()
+    for name in ("opa-sidecar.yaml", "opa-configmap.yaml", "opa-env-configmap.yaml", "worker-pod-template.yaml",
+                 "values.yaml", "sidecar-policy-config.yaml"):
+        assert f"deploy/kubernetes/{name}" in helm, name
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", helm, re.DOTALL)
+    for block in blocks:
+        for copied in ("image: openpolicyagent/opa", "securityContext:", "--config-file", "decision_logs",
+                       "AIRFLOW__OPA_MUTATION__", "opa_mutation:"):
+            assert copied not in block, f"docs/helm.md carries its own copy ({copied!r}):\n{block}"
+    assert "--set=decision_logs.console=true" not in helm
+    scale = (REPO / "docs" / "running-at-scale.md").read_text()
+    assert "deploy/kubernetes/opa-sidecar.yaml" in scale
+    assert "does *not* stop" not in scale
+
+
+# -- the sidecar through the project's own policies --------------------------------------------------------
+
+
+def worker_pod_from_template() -> dict[str, Any]:
+    """The template as the executor hands it to the hook: a name, a namespace and Airflow's labels."""
+    pod = copy.deepcopy(TEMPLATE)
+    pod["metadata"].update(name="etl-load-0a1b2c3d", namespace="airflow")
+    pod["metadata"]["labels"] = {"dag_id": "etl", "task_id": "load", "run_id": "scheduled__2026-11-25T0000000000-1",
+                                 "try_number": "1", "kubernetes_executor": "True", "airflow-worker": "42"}
+    return pod
+
+
+#: An organisation's configuration that turns on the policies that touch every container.
+ORGANISATION = {"airflow": {"pod": {"config": {"policies": {
+    "env_injection": {"enabled": True, "params": {"env": {"HTTPS_PROXY": "http://proxy.example.com:3128"}}},
+    "resource_defaults": {"enabled": True, "params": {"requests": {"cpu": "250m", "memory": "512Mi"},
+                                                      "limits": {"cpu": "1", "memory": "2Gi"}}},
+    "require_resource_limits": {"enabled": True, "params": {"resources": ["cpu", "memory"]}},
+    "image_pull_policy": {"enabled": True, "params": {"policy": "Always", "override": True}},
+    "allowed_registries": {"enabled": True, "params": {"registries": ["registry.example.com"]}},
+}}}}}
+
+
+def merged(base: Any, extra: Any) -> Any:
+    """``extra`` merged into ``base`` the way a person merges the guidance into a file: lists joined."""
+    if isinstance(base, dict) and isinstance(extra, dict):
+        return {k: merged(base[k], extra[k]) if k in base and k in extra else copy.deepcopy(base.get(k, extra.get(k)))
+                for k in {**base, **extra}}
+    if isinstance(base, list) and isinstance(extra, list):
+        return base + [v for v in extra if v not in base]
+    return copy.deepcopy(extra)
+
+
+def decide(start_opa, make_hook, tmp_path: Path, config: dict[str, Any] | None):
+    paths = [POLICIES]
+    if config is not None:
+        path = tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        paths.append(path)
+    opa = start_opa(paths=paths)
+    pod = decode(worker_pod_from_template(), "V1Pod")
+    outcome = make_hook(opa).evaluate(pod)
+    assert outcome.error is None or isinstance(outcome.error, PodDenied), outcome.error
+    return outcome.decision, outcome.after
+
+
+def sidecar_ops(decision) -> list[str]:
+    return [f"{op.op['op']} {op.path} [{op.policy}]" for op in decision.patch if op.path.startswith("/spec/initContainers")]
+
+
+def test_the_shipped_policies_leave_the_worker_pod_template_and_its_sidecar_alone(start_opa, make_hook, tmp_path):
+    decision, _ = decide(start_opa, make_hook, tmp_path, None)
+    assert decision.deny == () and decision.warn == ()
+    assert list(decision.patch) == [], "the template already carries what the shipped policies add"
+
+
+@pytest.mark.parametrize("guidance", [False, True], ids=["organisation-config", "with-sidecar-guidance"])
+def test_an_organisations_policies_and_the_sidecar_guidance(guidance, start_opa, make_hook, tmp_path):
+    config = merged(ORGANISATION, load("sidecar-policy-config.yaml")) if guidance else ORGANISATION
+    decision, after = decide(start_opa, make_hook, tmp_path, config)
+    base_ops = [op for op in decision.patch if op.path.startswith("/spec/containers/0/")]
+    assert {op.policy for op in base_ops} >= {"env_injection", "resource_defaults", "image_pull_policy"}
+    denies = [d.msg for d in decision.deny]
+    if guidance:
+        assert sidecar_ops(decision) == []
+        assert denies == []
+        assert after["spec"]["initContainers"] == [SIDECAR]
+    else:
+        touched = {op.rsplit("[", 1)[1].rstrip("]") for op in sidecar_ops(decision)}
+        assert touched >= {"env_injection", "image_pull_policy", "resource_defaults"}, sidecar_ops(decision)
+        assert any('"opa"' in msg and "openpolicyagent/opa" in msg for msg in denies), denies
+
+
+def test_the_remote_bundle_configuration_verifies_signatures_and_masks_its_logs():
+    """What the old docs' remote-bundle snippet lacked: signing, trusted keys, a mask, no console logging."""
+    config = yaml.safe_load((OPA_DIR / "config.yaml").read_text())
+    assert "signing" in config["bundles"]["airflow"] and "keyid" not in config["bundles"]["airflow"]["signing"]
+    assert config["keys"]["airflow_bundle"]["algorithm"] == "RS256"
+    assert config["decision_logs"]["mask_decision"] == "/system/log/mask"
+    assert not config["decision_logs"].get("console")
