@@ -25,3 +25,18 @@ test_an_empty_list_allows_nothing if {
 	count(allowed_registries.deny) == 2 with input as {"pod": fx.kpo_pod}
 		with data.airflow.pod.lib.config.user as fx.enable("allowed_registries", {})
 }
+
+test_exempt_images_are_not_judged if {
+	config := fx.enable("allowed_registries", {"registries": ["quay.io/acme"], "exempt_images": ["python:3.*"]})
+	allowed_registries.deny == set() with input as {"pod": fx.kpo_pod}
+		with data.airflow.pod.lib.config.user as config
+}
+
+test_ephemeral_containers_are_judged if {
+	pod := fx.put(fx.worker_pod, "/spec/ephemeralContainers", [{"name": "debug", "image": "busybox:1.36"}])
+	allowed_registries.deny == {concat("", [
+		`ephemeralContainer "debug" uses image "busybox:1.36" (docker.io/library/busybox), `,
+		`which is not from an allowed registry`,
+	])} with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as _config
+}

@@ -37,3 +37,20 @@ test_an_invalid_action_is_denied if {
 test_pinned_images_pass if {
 	image_tag.warn == set() with input as {"pod": fx.worker_pod}
 }
+
+test_exempt_images_are_not_judged if {
+	config := fx.params("image_tag", {"exempt_images": ["python:*", "busybox"]})
+	pod := _pod(["python:latest", "busybox", "app"])
+	warning := `container "c2" image "app" has no tag (implicitly :latest); pin a version or a digest`
+	image_tag.warn == {warning} with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as config
+}
+
+test_ephemeral_containers_are_judged if {
+	pod := fx.put(fx.hardened_pod, "/spec/ephemeralContainers", [{"name": "debug", "image": "busybox"}])
+	warning := concat("", [
+		`ephemeralContainer "debug" image "busybox" has no tag (implicitly :latest); `,
+		"pin a version or a digest",
+	])
+	image_tag.warn == {warning} with input as {"pod": pod}
+}

@@ -173,12 +173,7 @@ _all_containers := array.concat(
 
 containers := _all_containers if {
 	count(params.exempt_images) == 0
-} else := [c | some c in _all_containers; not _exempt(c)]
-
-_exempt(c) if {
-	some pattern in params.exempt_images
-	match.glob_match(pattern, c.image)
-}
+} else := [c | some c in _all_containers; not match.any_glob(params.exempt_images, c.image)]
 
 # --- message helpers (PodSecurity's pluralize and joinQuote) ----------------
 
