@@ -47,7 +47,10 @@ deny contains sprintf(
 	_quantity(limit) > _quantity(maximum)
 }
 
-deny contains sprintf("invalid configuration: max %s is %s, not a Kubernetes quantity", [resource, json.marshal(maximum)]) if {
+deny contains sprintf(
+	"invalid configuration: max %s is %s, not a Kubernetes quantity",
+	[resource, json.marshal(maximum)],
+) if {
 	some resource, maximum in params.max
 	not _quantity(maximum)
 }
