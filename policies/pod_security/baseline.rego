@@ -21,11 +21,11 @@ _profile_type(x, key) := object.get(profile, "type", "") if {
 
 _bad_apparmor_pod := [t | t := _profile_type(_pod_context, "appArmorProfile"); not t in _apparmor_types]
 
-_bad_apparmor := [[c.name, t] |
-	some c in containers
-	t := _profile_type(c.securityContext, "appArmorProfile")
+_bad_apparmor[sc] := t if {
+	some sc in _contexts
+	t := _profile_type(sc, "appArmorProfile")
 	not t in _apparmor_types
-]
+}
 
 _bad_apparmor_annotations := sort([sprintf("%s=%q", [key, value]) |
 	some key, value in k8s.annotations
@@ -45,7 +45,7 @@ failed["app_armor_profile"] := sprintf("%s (%s must not set AppArmor profile typ
 	_quote(values),
 ]) if {
 	values := array.concat(
-		sort({t | some t in _bad_apparmor_pod} | {t | some [_, t] in _bad_apparmor}),
+		sort({t | some t in _bad_apparmor_pod} | {t | some t in _bad_apparmor}),
 		_bad_apparmor_annotations,
 	)
 	count(values) > 0
@@ -53,7 +53,7 @@ failed["app_armor_profile"] := sprintf("%s (%s must not set AppArmor profile typ
 	setters := array.concat(
 		array.concat(
 			_pod_if(count(_bad_apparmor_pod) > 0),
-			[_named([n | some [n, _] in _bad_apparmor]) | count(_bad_apparmor) > 0],
+			[_named_by(object.keys(_bad_apparmor)) | count(_bad_apparmor) > 0],
 		),
 		[_plural(annotations, "annotation", "annotations") | annotations > 0],
 	)
@@ -64,17 +64,17 @@ _baseline_capabilities := {
 	"NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
 }
 
-_bad_capabilities_baseline := [[c.name, bad] |
-	some c in containers
-	bad := [cap | some cap in c.securityContext.capabilities.add; not cap in _baseline_capabilities]
+_bad_capabilities_baseline[sc] := bad if {
+	some sc in _contexts
+	bad := [cap | some cap in sc.capabilities.add; not cap in _baseline_capabilities]
 	count(bad) > 0
-]
+}
 
 failed["capabilities_baseline"] := sprintf(
 	"non-default capabilities (%s must not include %s in securityContext.capabilities.add)",
 	[
-		_named([n | some [n, _] in _bad_capabilities_baseline]),
-		_quote(sort({cap | some [_, bad] in _bad_capabilities_baseline; some cap in bad})),
+		_named_by(object.keys(_bad_capabilities_baseline)),
+		_quote(sort({cap | some bad in _bad_capabilities_baseline; some cap in bad})),
 	],
 ) if {
 	count(_bad_capabilities_baseline) > 0
@@ -152,20 +152,27 @@ failed["host_probes_and_host_lifecycle"] := sprintf("probe or lifecycle host (%s
 	hosts := sort({h | some [_, h] in _probe_hosts})
 }
 
-failed["privileged"] := sprintf("privileged (%s must not set securityContext.privileged=true)", [_named(names)]) if {
-	names := [c.name | some c in containers; c.securityContext.privileged == true]
-	count(names) > 0
+_privileged contains sc if {
+	some sc in _contexts
+	sc.privileged == true
 }
 
-_proc_mounts := [[c.name, mount] |
-	some c in containers
-	mount := c.securityContext.procMount
+failed["privileged"] := sprintf(
+	"privileged (%s must not set securityContext.privileged=true)",
+	[_named_by(_privileged)],
+) if {
+	count(_privileged) > 0
+}
+
+_proc_mounts[sc] := mount if {
+	some sc in _contexts
+	mount := sc.procMount
 	not mount in {"Default", null}
-]
+}
 
 failed["proc_mount"] := sprintf("procMount (%s must not set securityContext.procMount to %s)", [
-	_named([n | some [n, _] in _proc_mounts]),
-	_quote(sort({m | some [_, m] in _proc_mounts})),
+	_named_by(object.keys(_proc_mounts)),
+	_quote(sort({m | some m in _proc_mounts})),
 ]) if {
 	count(_proc_mounts) > 0
 }
@@ -184,16 +191,16 @@ _selinux_problems(options) := [bad_types, user, role] if {
 
 _bad_selinux_pod := [p | p := _selinux_problems(_pod_context.seLinuxOptions)]
 
-_bad_selinux := [[c.name, problems] |
-	some c in containers
-	problems := _selinux_problems(c.securityContext.seLinuxOptions)
-]
+_bad_selinux[sc] := problems if {
+	some sc in _contexts
+	problems := _selinux_problems(sc.seLinuxOptions)
+}
 
 failed["se_linux_options"] := sprintf("seLinuxOptions (%s set forbidden securityContext.seLinuxOptions: %s)", [
-	_setters(_pod_if(count(_bad_selinux_pod) > 0), [n | some [n, _] in _bad_selinux]),
+	_setters(_pod_if(count(_bad_selinux_pod) > 0), _names(object.keys(_bad_selinux))),
 	concat("; ", found),
 ]) if {
-	problems := array.concat(_bad_selinux_pod, [p | some [_, p] in _bad_selinux])
+	problems := array.concat(_bad_selinux_pod, [p | some p in _bad_selinux])
 	count(problems) > 0
 	types := sort({t | some [bad, _, _] in problems; some t in bad})
 	found := array.concat(
@@ -213,15 +220,15 @@ _pod_seccomp_valid if _seccomp(_pod_context) in _seccomp_types
 
 _bad_seccomp_pod := [t | t := _seccomp(_pod_context); not t in _seccomp_types]
 
-_seccomp_explicit := [[c.name, t] |
-	some c in containers
-	t := _seccomp(c.securityContext)
+_seccomp_explicit[sc] := t if {
+	some sc in _contexts
+	t := _seccomp(sc)
 	not t in _seccomp_types
-]
+}
 
 _seccomp_explicit_detail := sprintf("seccompProfile (%s must not set securityContext.seccompProfile.type to %s)", [
-	_setters(_pod_if(count(_bad_seccomp_pod) > 0), [n | some [n, _] in _seccomp_explicit]),
-	_quote(sort({t | some t in _bad_seccomp_pod} | {t | some [_, t] in _seccomp_explicit})),
+	_setters(_pod_if(count(_bad_seccomp_pod) > 0), _names(object.keys(_seccomp_explicit))),
+	_quote(sort({t | some t in _bad_seccomp_pod} | {t | some t in _seccomp_explicit})),
 ]) if {
 	count(_bad_seccomp_pod) + count(_seccomp_explicit) > 0
 }
@@ -282,6 +289,6 @@ failed["windows_host_process"] := sprintf(
 	[_setters(pod, names)],
 ) if {
 	pod := _pod_if(object.get(_pod_context, ["windowsOptions", "hostProcess"], false) == true)
-	names := [c.name | some c in containers; c.securityContext.windowsOptions.hostProcess == true]
+	names := _names({sc | some sc in _contexts; sc.windowsOptions.hostProcess == true})
 	count(pod) + count(names) > 0
 }

@@ -55,7 +55,9 @@ _given_minor := latest_minor if {
 # The version the checks run at (newer than the library: its newest).
 default minor := 34
 
-minor := min({_given_minor, latest_minor})
+minor := latest_minor if {
+	params.version == "latest"
+} else := min({_given_minor, latest_minor})
 
 default _version := "latest"
 
@@ -104,8 +106,18 @@ ids(rank) := [id |
 
 _skipped(2, id) if id in _overridden
 
-# violations(rank): "reason (detail)" of each failing check of a level.
-violations(rank) := [msg | some id in ids(rank); msg := failed[id]]
+# violations(rank): "reason (detail)" of each failing check of a level. The
+# failing checks are computed once; a pod failing none (the common case)
+# never looks at the table of checks.
+violations(rank) := [] if {
+	count(_failed) == 0
+} else := [msg | some id in ids(rank); msg := _failed[id]]
+
+# The failing checks. A pod every check passes is recognised first, cheaply
+# (fast.rego); only other pods run every check.
+_failed := {} if _clean
+
+else := failed
 
 deny := [sprintf("violates PodSecurity %q: %s", [_label(_enforce), v]) | some v in violations(_ranks[_enforce])]
 
@@ -165,7 +177,9 @@ _linux_only_skipped if {
 }
 
 # Containers in PodSecurity's order (init, regular, ephemeral), without those
-# whose image an exemption names.
+# whose image an exemption names. Checks that read only a container's
+# securityContext judge each distinct context once (_contexts: the containers
+# of a pod usually share one) and name the containers only when it fails.
 _all_containers := array.concat(
 	array.concat(_list("initContainers"), _list("containers")),
 	_list("ephemeralContainers"),
@@ -192,3 +206,12 @@ _setters(pod, names) := concat(" and ", array.concat(pod, [_named(names) | count
 _pod_if(true) := ["pod"]
 
 _pod_if(false) := []
+
+# The distinct securityContexts of the judged containers ({} when absent).
+_contexts contains object.get(c, "securityContext", {}) if some c in containers
+
+# _named_by(bad): `container(s) "a", ...` for the containers whose
+# securityContext is in the set bad, in PodSecurity's order.
+_named_by(bad) := _named(_names(bad))
+
+_names(bad) := [c.name | some c in containers; object.get(c, "securityContext", {}) in bad]

@@ -10,29 +10,31 @@ failed["allow_privilege_escalation"] := sprintf(
 	[_named(names)],
 ) if {
 	not _linux_only_skipped
-	names := [c.name | some c in containers; not c.securityContext.allowPrivilegeEscalation == false]
+	names := _names({sc | some sc in _contexts; not sc.allowPrivilegeEscalation == false})
 	count(names) > 0
 }
 
 failed["capabilities_restricted"] := sprintf("unrestricted capabilities (%s)", [concat("; ", details)]) if {
 	not _linux_only_skipped
-	missing := [c.name | some c in containers; not "ALL" in object.get(c, ["securityContext", "capabilities", "drop"], [])]
-	adding := [[c.name, bad] |
-		some c in containers
-		bad := [cap | some cap in c.securityContext.capabilities.add; cap != "NET_BIND_SERVICE"]
+	missing := _names({sc | some sc in _contexts; not _drops_all(sc)})
+	adding := {sc: bad |
+		some sc in _contexts
+		bad := [cap | some cap in sc.capabilities.add; cap != "NET_BIND_SERVICE"]
 		count(bad) > 0
-	]
+	}
 	details := array.concat(
 		[sprintf(`%s must set securityContext.capabilities.drop=["ALL"]`, [_named(missing)]) | count(missing) > 0],
 		[sprintf("%s must not include %s in securityContext.capabilities.add", [
-			_named([n | some [n, _] in adding]),
-			_quote(sort({cap | some [_, bad] in adding; some cap in bad})),
+			_named_by(object.keys(adding)),
+			_quote(sort({cap | some bad in adding; some cap in bad})),
 		]) |
 			count(adding) > 0
 		],
 	)
 	count(details) > 0
 }
+
+_drops_all(sc) if "ALL" in sc.capabilities.drop
 
 _allowed_volume_sources := {
 	"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
@@ -73,26 +75,28 @@ failed["restricted_volumes"] := sprintf("restricted volume types (%s %s %s %s %s
 
 _pod_non_root := object.get(_pod_context, "runAsNonRoot", null)
 
+_set(sc, key) if sc[key] != null
+
 failed["run_as_non_root"] := sprintf(
 	"runAsNonRoot != true (%s must not set securityContext.runAsNonRoot=false)",
 	[_setters(pod, explicit)],
 ) if {
 	pod := _pod_if(_pod_non_root == false)
-	explicit := [c.name | some c in containers; c.securityContext.runAsNonRoot == false]
+	explicit := _names({sc | some sc in _contexts; sc.runAsNonRoot == false})
 	count(pod) + count(explicit) > 0
 } else := sprintf(
 	"runAsNonRoot != true (pod or %s must set securityContext.runAsNonRoot=true)",
 	[_named(implicit)],
 ) if {
 	_pod_non_root != true
-	implicit := [c.name | some c in containers; object.get(c, ["securityContext", "runAsNonRoot"], null) == null]
+	implicit := _names({sc | some sc in _contexts; not _set(sc, "runAsNonRoot")})
 	count(implicit) > 0
 }
 
 failed["run_as_user"] := sprintf("runAsUser=0 (%s must not set runAsUser=0)", [_setters(pod, names)]) if {
 	minor >= 23
 	pod := _pod_if(object.get(_pod_context, "runAsUser", null) == 0)
-	names := [c.name | some c in containers; c.securityContext.runAsUser == 0]
+	names := _names({sc | some sc in _contexts; sc.runAsUser == 0})
 	count(pod) + count(names) > 0
 }
 
@@ -107,6 +111,6 @@ failed["seccomp_profile_restricted"] := msg if {
 ) if {
 	not _linux_only_skipped
 	not _pod_seccomp_valid
-	implicit := [c.name | some c in containers; not _seccomp(object.get(c, "securityContext", {}))]
+	implicit := _names({sc | some sc in _contexts; not _seccomp(sc)})
 	count(implicit) > 0
 }
