@@ -404,3 +404,43 @@ test_malformed_spec_parts_count_as_absent if {
 	pod := {"metadata": {"name": "p"}, "spec": {"securityContext": null, "containers": "x"}}
 	_levels(pod) == [[], []]
 }
+
+# --- the fast path (fast.rego) -------------------------------------------------
+
+test_hardened_variants_take_the_fast_path if {
+	pod := json.patch(_base, [
+		{"op": "add", "path": "/spec/securityContext/runAsUser", "value": 1000},
+		{"op": "add", "path": "/spec/securityContext/fsGroup", "value": 1000},
+		{"op": "add", "path": "/spec/securityContext/appArmorProfile", "value": {"type": "RuntimeDefault"}},
+		{"op": "remove", "path": "/spec/containers/0/securityContext/runAsNonRoot"},
+		{"op": "remove", "path": "/spec/containers/0/securityContext/seccompProfile"},
+		{"op": "add", "path": "/spec/containers/0/securityContext/runAsUser", "value": 1000},
+		{"op": "add", "path": "/spec/containers/0/securityContext/privileged", "value": false},
+		{"op": "add", "path": "/spec/containers/0/securityContext/procMount", "value": "Default"},
+		{"op": "add", "path": "/spec/containers/0/securityContext/readOnlyRootFilesystem", "value": true},
+		{
+			"op": "add",
+			"path": "/spec/containers/0/securityContext/appArmorProfile",
+			"value": {"type": "Localhost", "localhostProfile": "p"},
+		},
+		{"op": "add", "path": "/spec/containers/0/securityContext/capabilities/add", "value": ["NET_BIND_SERVICE"]},
+		{
+			"op": "add",
+			"path": "/spec/initContainers",
+			"value": [{"name": "init", "image": "busybox:1", "securityContext": _hardened}],
+		},
+	])
+	pod_security._clean with input as {"pod": pod}
+	_levels(pod) == [[], []]
+}
+
+test_pods_the_fast_path_does_not_know_take_every_check if {
+	ports := fx.put(_base, "/spec/containers/0/ports", [{"containerPort": 8080}])
+	not pod_security._clean with input as {"pod": ports}
+	_levels(ports) == [[], []]
+	selinux := fx.put(_base, "/spec/securityContext/seLinuxOptions", {"level": "s0:c1,c2"})
+	not pod_security._clean with input as {"pod": selinux}
+	_levels(selinux) == [[], []]
+	old := _at(_base, 30)
+	old == [[], []]
+}
