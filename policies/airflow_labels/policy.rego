@@ -1,16 +1,17 @@
 package airflow.pod.policies.airflow_labels
 
-# Adds team / cost-center labels looked up from input.airflow.dag_id. See README.md.
+# Adds static labels to every pod and team / cost-center labels looked up from
+# input.airflow.dag_id. See README.md.
 
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.k8s
 import data.airflow.pod.lib.match
 import data.airflow.pod.lib.ops
 
-# mapping: dag_id or dag_id glob -> {label: value}
+# mapping: dag_id or dag_id glob -> {label: value}; labels: {label: value} for every pod
 defaults := {
 	"enabled": false,
-	"params": {"mapping": {}},
+	"params": {"mapping": {}, "labels": {}},
 }
 
 params := config.params("airflow_labels")
@@ -34,11 +35,24 @@ _globs contains key if {
 	match.glob_match(key, _dag_id)
 }
 
-# The labels of the applicable mapping entry (null values dropped).
-labels[key] := value if {
+# Where each label comes from, for messages: [source, key, value]. The
+# mapping entry's labels win over the static ones (null values dropped).
+_sources := array.concat(
+	[[`labels`, key, value] |
+		some key, value in params.labels
+		value != null
+		not _mapped[key]
+	],
+	[[sprintf("mapping %q", [mapping_key]), key, value] | some key, value in _mapped],
+)
+
+_mapped[key] := value if {
 	some key, value in params.mapping[mapping_key]
 	value != null
 }
+
+# The labels the policy adds where absent.
+labels[key] := value if some [_, key, value] in _sources
 
 # Label values Kubernetes accepts.
 _valid_value(value) if regex.match(`^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$`, value)
@@ -50,17 +64,17 @@ patch contains op if {
 	some op in ops.add_if_absent(k8s.pod, "", ["metadata", "labels", key], value)
 }
 
-warn contains sprintf("mapping %q sets the Airflow label %q, which is never changed; ignored", [mapping_key, key]) if {
-	some key, _ in labels
+warn contains sprintf("%s sets the Airflow label %q, which is never changed; ignored", [source, key]) if {
+	some [source, key, _] in _sources
 	key in k8s.protected_labels
 }
 
 warn contains msg if {
-	some key, value in labels
+	some [source, key, value] in _sources
 	not key in k8s.protected_labels
 	not _valid_value(value)
 	msg := sprintf(
-		"mapping %q sets label %q to %s, which is not a valid label value; ignored",
-		[mapping_key, key, json.marshal(value)],
+		"%s sets label %q to %s, which is not a valid label value; ignored",
+		[source, key, json.marshal(value)],
 	)
 }

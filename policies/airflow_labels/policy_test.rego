@@ -60,3 +60,34 @@ test_protected_and_invalid_labels_are_skipped_with_a_warning if {
 	} with input as {"pod": fx.worker_pod, "airflow": fx.ke_airflow}
 		with data.airflow.pod.lib.config.user as config
 }
+
+test_static_labels_go_on_every_pod_the_mapping_wins if {
+	config := fx.enable("airflow_labels", {
+		"labels": {"platform": "airflow", "team": "unowned", "dag_id": "x"},
+		"mapping": {"etl_*": {"team": "data"}},
+	})
+	airflow_labels.patch == {
+		{"op": "add", "path": "/metadata/labels/platform", "value": "airflow"},
+		{"op": "add", "path": "/metadata/labels/team", "value": "data"},
+	} with input as {"pod": fx.worker_pod, "airflow": fx.ke_airflow}
+		with data.airflow.pod.lib.config.user as config
+	warning := `labels sets the Airflow label "dag_id", which is never changed; ignored`
+	airflow_labels.warn == {warning} with input as {"pod": fx.worker_pod, "airflow": fx.ke_airflow}
+		with data.airflow.pod.lib.config.user as config
+	airflow_labels.patch == {
+		{"op": "add", "path": "/metadata/labels/platform", "value": "airflow"},
+		{"op": "add", "path": "/metadata/labels/team", "value": "unowned"},
+	} with input as {"pod": fx.worker_pod, "airflow": {}}
+		with data.airflow.pod.lib.config.user as config
+}
+
+test_a_pod_without_labels_gets_a_label_map if {
+	pod := json.remove(fx.kpo_pod, ["metadata/labels"])
+	config := fx.enable("airflow_labels", {"labels": {"platform": "airflow"}})
+	ops := airflow_labels.patch with input as {"pod": pod, "airflow": {}}
+		with data.airflow.pod.lib.config.user as config
+	ops == {
+		{"op": "add", "path": "/metadata/labels", "value": {}},
+		{"op": "add", "path": "/metadata/labels/platform", "value": "airflow"},
+	}
+}

@@ -9,13 +9,18 @@ package airflow.pod.policies.allowed_registries
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.images
 import data.airflow.pod.lib.k8s
+import data.airflow.pod.lib.match
 import data.airflow.pod.lib.messages
 
 defaults := {
 	"enabled": false,
 	# "registry" or "registry/path" prefixes, e.g. "registry.example.com",
 	# "docker.io/library" (images are fully qualified before matching)
-	"params": {"registries": []},
+	"params": {
+		"registries": [],
+		# globs on the container image; matching containers are not judged
+		"exempt_images": [],
+	},
 }
 
 params := config.params("allowed_registries")
@@ -23,6 +28,7 @@ params := config.params("allowed_registries")
 deny contains msg if {
 	some entry in k8s.containers
 	image := entry.container.image
+	not match.any_glob(params.exempt_images, image)
 	ref := images.parse(image)
 	not _allowed(ref.name)
 	msg := sprintf(

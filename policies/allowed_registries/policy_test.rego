@@ -85,3 +85,18 @@ test_padded_images_are_clipped if {
 }
 
 _pad := concat("", ["<" | some _ in numbers.range(1, 1000)])
+
+test_exempt_images_are_not_judged if {
+	config := fx.enable("allowed_registries", {"registries": ["quay.io/acme"], "exempt_images": ["python:3.*"]})
+	allowed_registries.deny == set() with input as {"pod": fx.kpo_pod}
+		with data.airflow.pod.lib.config.user as config
+}
+
+test_ephemeral_containers_are_judged if {
+	pod := fx.put(fx.worker_pod, "/spec/ephemeralContainers", [{"name": "debug", "image": "busybox:1.36"}])
+	allowed_registries.deny == {concat("", [
+		`ephemeralContainer "debug" uses image "busybox:1.36" (docker.io/library/busybox), `,
+		`which is not from an allowed registry`,
+	])} with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as _config
+}

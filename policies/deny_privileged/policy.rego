@@ -1,15 +1,24 @@
 package airflow.pod.policies.deny_privileged
 
-# Denies privileged containers and added capabilities outside an allowlist.
-# See README.md.
+# Denies privileged containers and added capabilities outside an allowlist
+# (by default the baseline Pod Security Standard's set). See README.md.
 
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.k8s
+import data.airflow.pod.lib.match
 import data.airflow.pod.lib.messages
 
 defaults := {
 	"enabled": true,
-	"params": {"allowed_capabilities": ["NET_BIND_SERVICE"]},
+	"params": {
+		# the baseline Pod Security Standard's set (pod_security's capabilities_baseline)
+		"allowed_capabilities": [
+			"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+			"NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+		],
+		# globs on the container image; matching containers are not judged
+		"exempt_images": [],
+	},
 }
 
 params := config.params("deny_privileged")
@@ -19,13 +28,19 @@ _normalise(capability) := trim_prefix(upper(capability), "CAP_")
 
 _allowed contains _normalise(c) if some c in params.allowed_capabilities
 
-deny contains sprintf("%s is privileged", [entry.label]) if {
+# The containers judged: all but those whose image an exemption names.
+_judged contains entry if {
 	some entry in k8s.containers
+	not match.any_glob(params.exempt_images, entry.container.image)
+}
+
+deny contains sprintf("%s is privileged", [entry.label]) if {
+	some entry in _judged
 	entry.container.securityContext.privileged == true
 }
 
 deny contains sprintf("%s adds capability %s, which is not allowed", [entry.label, messages.quote(capability)]) if {
-	some entry in k8s.containers
+	some entry in _judged
 	some capability in entry.container.securityContext.capabilities.add
 	not _normalise(capability) in _allowed
 }

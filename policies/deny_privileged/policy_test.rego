@@ -11,7 +11,7 @@ test_privileged_containers_are_denied if {
 }
 
 test_capabilities_outside_the_allowlist_are_denied if {
-	context := {"capabilities": {"add": ["NET_BIND_SERVICE", "CAP_NET_ADMIN", "sys_time"]}}
+	context := {"capabilities": {"add": ["NET_BIND_SERVICE", "CAP_NET_ADMIN", "sys_time", "CHOWN", "cap_kill"]}}
 	pod := _with_context(fx.worker_pod, "/spec/containers/0/securityContext", context)
 	deny_privileged.deny == {
 		`container "base" adds capability "CAP_NET_ADMIN", which is not allowed`,
@@ -40,4 +40,26 @@ test_capabilities_are_clipped_and_quoted if {
 	every msg in deny {
 		count(msg) < 400
 	}
+}
+
+test_the_default_allowlist_is_the_baseline_set if {
+	baseline := {
+		"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+		"NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+	}
+	{c | some c in deny_privileged.defaults.params.allowed_capabilities} == baseline
+}
+
+test_exempt_images_and_ephemeral_containers if {
+	pod := json.patch(fx.kpo_pod, [
+		{"op": "add", "path": "/spec/initContainers/0/securityContext", "value": {"privileged": true}},
+		{"op": "add", "path": "/spec/ephemeralContainers", "value": [{
+			"name": "debug",
+			"image": "busybox:1.36",
+			"securityContext": {"privileged": true},
+		}]},
+	])
+	config := fx.params("deny_privileged", {"exempt_images": ["quay.io/acme/*"]})
+	deny_privileged.deny == {`ephemeralContainer "debug" is privileged`} with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as config
 }

@@ -7,6 +7,7 @@ package airflow.pod.policies.image_tag
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.images
 import data.airflow.pod.lib.k8s
+import data.airflow.pod.lib.match
 import data.airflow.pod.lib.messages
 
 defaults := {
@@ -14,6 +15,8 @@ defaults := {
 	"params": {
 		"action": "warn",
 		"forbidden_tags": ["latest"],
+		# globs on the container image; matching containers are not judged
+		"exempt_images": [],
 	},
 }
 
@@ -21,6 +24,7 @@ params := config.params("image_tag")
 
 findings contains msg if {
 	some entry in k8s.containers
+	not match.any_glob(params.exempt_images, entry.container.image)
 	ref := images.parse(entry.container.image)
 	ref.digest == ""
 	msg := _finding(entry.label, messages.clip(entry.container.image), ref.tag)

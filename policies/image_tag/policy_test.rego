@@ -71,3 +71,20 @@ test_long_images_are_clipped if {
 	count(msg) < 400
 	contains(msg, "…[10008 characters]")
 }
+
+test_exempt_images_are_not_judged if {
+	config := fx.params("image_tag", {"exempt_images": ["python:*", "busybox"]})
+	pod := _pod(["python:latest", "busybox", "app"])
+	warning := `container "c2" image "app" has no tag (implicitly :latest); pin a version or a digest`
+	image_tag.warn == {warning} with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as config
+}
+
+test_ephemeral_containers_are_judged if {
+	pod := fx.put(fx.hardened_pod, "/spec/ephemeralContainers", [{"name": "debug", "image": "busybox"}])
+	warning := concat("", [
+		`ephemeralContainer "debug" image "busybox" has no tag (implicitly :latest); `,
+		"pin a version or a digest",
+	])
+	image_tag.warn == {warning} with input as {"pod": pod}
+}

@@ -12,7 +12,7 @@ test_shipped_data_file_is_an_empty_delta if {
 test_defaults_come_from_rego if {
 	config.settings.security_context.enabled == true
 	config.settings.resource_defaults.enabled == false
-	config.params("image_tag") == {"action": "warn", "forbidden_tags": ["latest"]}
+	config.params("image_tag") == {"action": "warn", "forbidden_tags": ["latest"], "exempt_images": []}
 	config.enabled("deny_privileged")
 	not config.enabled("allowed_registries")
 }

@@ -33,7 +33,7 @@ test_active_lists_enabled_policies_in_order if {
 	names := framework.active with input as {"pod": fx.worker_pod, "airflow": fx.ke_airflow}
 	names == [
 		"deny_host_namespaces", "deny_host_path", "deny_privileged", "image_tag",
-		"pod_security_context", "security_context", "service_account_token",
+		"pod_security", "pod_security_context", "security_context", "service_account_token",
 	]
 }
 
@@ -333,6 +333,6 @@ test_framework_messages_sort_among_policies if {
 	d := decision with input as {"pod": pod, "airflow": fx.ke_airflow}
 		with cfg.user as config
 		with data.airflow.pod.policies.image_tag.warn as {"tagged"}
-	[m.policy | some m in d.deny] == ["deny_host_namespaces"]
-	[m.policy | some m in d.warn] == ["framework", "image_tag"]
+	[m.policy | some m in d.deny] == ["deny_host_namespaces", "pod_security"]
+	[m.policy | some m in d.warn] == ["framework", "image_tag", "pod_security"]
 }

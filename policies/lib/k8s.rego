@@ -45,39 +45,40 @@ annotations := object.get(pod, ["metadata", "annotations"], {})
 
 namespace := object.get(pod, ["metadata", "namespace"], "")
 
-# containers: every container then every initContainer, in pod order, as
-#   {"field": "containers" | "initContainers", "index": i, "name": ...,
-#    "path": "/spec/containers/0", "label": "container \"base\"", "container": {...}}
+# containers: every container, then every initContainer, then every
+# ephemeralContainer, in pod order, as
+#   {"field": "containers" | "initContainers" | "ephemeralContainers", "index": i,
+#    "name": ..., "path": "/spec/containers/0", "label": "container \"base\"",
+#    "container": {...}}
 # `path` is the JSON pointer of the container, `label` names it in messages
-# (the name clipped: lib/messages.rego).
-containers := array.concat(
-	[{
-		"field": "containers",
-		"index": i,
-		"name": c.name,
-		"path": concat("", ["/spec/containers/", format_int(i, 10)]),
-		"label": sprintf("container %q", [messages.clip(c.name)]),
-		"container": c,
-	} |
-		some i, c in object.get(pod, ["spec", "containers"], [])
-	],
-	[{
-		"field": "initContainers",
-		"index": i,
-		"name": c.name,
-		"path": concat("", ["/spec/initContainers/", format_int(i, 10)]),
-		"label": sprintf("initContainer %q", [messages.clip(c.name)]),
-		"container": c,
-	} |
-		some i, c in object.get(pod, ["spec", "initContainers"], [])
-	],
-)
+# (the name clipped: lib/messages.rego). Judging policies read this list: they
+# see every container Kubernetes runs.
+containers := array.concat(_mutable, _entries("ephemeralContainers", "ephemeralContainer"))
 
-# selected(include_init): all containers when include_init is true, else only
-# spec.containers (most mutating policies take an `init_containers` parameter).
-selected(include_init) := containers if {
+_regular := _entries("containers", "container")
+
+_mutable := array.concat(_regular, _entries("initContainers", "initContainer"))
+
+_entries(field, kind) := [{
+	"field": field,
+	"index": i,
+	"name": c.name,
+	"path": concat("", ["/spec/", field, "/", format_int(i, 10)]),
+	"label": sprintf("%s %q", [kind, messages.clip(c.name)]),
+	"container": c,
+} |
+	some i, c in object.get(pod, ["spec", field], [])
+]
+
+# selected(include_init): the containers a mutating policy changes:
+# spec.containers, and spec.initContainers when include_init is true (most
+# mutating policies take an `init_containers` parameter). Never the
+# ephemeralContainers: Kubernetes refuses them when a pod is created and
+# forbids resources, ports, probes and lifecycle on them, so a mutator has
+# nothing to add there.
+selected(include_init) := _mutable if {
 	include_init == true
-} else := [e | some e in containers; e.field == "containers"]
+} else := _regular
 
 # windows: the pod declares spec.os.name "windows". The API server then
 # rejects the Linux-only securityContext fields below ("cannot be set for a

@@ -57,3 +57,14 @@ test_seccomp_matches_by_the_api_server_rule if {
 	not k8s.seccomp_matches("localhost/other.json", {"type": "Localhost", "localhostProfile": "audit.json"})
 	not k8s.seccomp_matches("runtime/default", {"type": "Localhost"})
 }
+
+test_ephemeral_containers_are_judged_not_mutated if {
+	pod := fx.put(fx.kpo_pod, "/spec/ephemeralContainers", [{"name": "debug", "image": "busybox:1.36"}])
+	entries := k8s.containers with input as {"pod": pod}
+	[[e.field, e.path, e.label] | some e in entries] == [
+		["containers", "/spec/containers/0", `container "base"`],
+		["initContainers", "/spec/initContainers/0", `initContainer "fetch-data"`],
+		["ephemeralContainers", "/spec/ephemeralContainers/0", `ephemeralContainer "debug"`],
+	]
+	[e.name | some e in k8s.selected(true)] == ["base", "fetch-data"] with input as {"pod": pod}
+}

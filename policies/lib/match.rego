@@ -42,3 +42,11 @@ _all_match(want, values) if {
 		glob_match(pattern, values[key])
 	}
 }
+
+# any_glob(patterns, value): value matches one of the globs. The policies'
+# `exempt_images` parameter (Gatekeeper's exemptImages) is such a list,
+# matched against each container's image as written.
+any_glob(patterns, value) if {
+	some pattern in patterns
+	glob_match(pattern, value)
+}

@@ -36,3 +36,9 @@ test_unknown_keys_and_bad_values_never_match if {
 	not match.applies({"namespace": ["airflow"]}, fx.worker_pod, fx.ke_airflow)
 	not match.applies("airflow", fx.worker_pod, fx.ke_airflow)
 }
+
+test_any_glob if {
+	match.any_glob(["quay.io/*", "busybox:1.*"], "busybox:1.36")
+	not match.any_glob(["quay.io/*"], "busybox:1.36")
+	not match.any_glob([], "busybox:1.36")
+}

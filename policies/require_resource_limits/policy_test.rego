@@ -33,3 +33,40 @@ test_limits_added_by_resource_defaults_count if {
 		with data.airflow.pod.lib.config.user as config
 	d.deny == []
 }
+
+_resources(pod, resources) := fx.put(pod, "/spec/containers/0/resources", resources)
+
+test_requests_can_be_required_too if {
+	config := fx.enable("require_resource_limits", {"require_requests": true, "init_containers": false})
+	pod := _resources(fx.worker_pod, {"limits": {"memory": "1Gi"}})
+	require_resource_limits.deny == {`container "base" has no memory request`} with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as config
+	complete := _resources(fx.worker_pod, {"limits": {"memory": "1Gi"}, "requests": {"memory": "512Mi"}})
+	require_resource_limits.deny == set() with input as {"pod": complete}
+		with data.airflow.pod.lib.config.user as config
+}
+
+test_limits_above_the_maximum_are_denied if {
+	config := fx.enable("require_resource_limits", {"resources": [], "max": {"memory": "4Gi", "cpu": "1500m"}})
+	pod := _resources(fx.worker_pod, {"limits": {"memory": "8Gi", "cpu": 1.5}})
+	msg := `container "base" has a memory limit of 8Gi, above the maximum 4Gi`
+	require_resource_limits.deny == {msg} with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as config
+}
+
+test_a_maximum_that_is_no_quantity_is_a_configuration_error if {
+	config := fx.enable("require_resource_limits", {"resources": [], "max": {"memory": "lots"}})
+	msg := `invalid configuration: max memory is "lots", not a Kubernetes quantity`
+	require_resource_limits.deny == {msg} with input as {"pod": fx.worker_pod}
+		with data.airflow.pod.lib.config.user as config
+}
+
+test_ephemeral_containers_need_no_limits if {
+	config := fx.enable("require_resource_limits", {"init_containers": true})
+	pod := json.patch(fx.worker_pod, [
+		{"op": "add", "path": "/spec/containers/0/resources", "value": {"limits": {"memory": "1Gi"}}},
+		{"op": "add", "path": "/spec/ephemeralContainers", "value": [{"name": "debug", "image": "busybox:1.36"}]},
+	])
+	require_resource_limits.deny == set() with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as config
+}

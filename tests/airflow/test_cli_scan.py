@@ -47,9 +47,10 @@ def test_a_denied_task_makes_the_exit_status_1(scanned):
     denied = {(t["dag_id"], t["task_id"], t["launcher"]): t["deny"] for t in document["tasks"] if t["status"] == "denied"}
     assert set(denied) == {("kpo_scan", "privileged", "kubernetes_pod_operator"),
                            ("executor_scan", "host_pid", "kubernetes_executor")}
-    assert {m["policy"] for m in denied[("kpo_scan", "privileged", "kubernetes_pod_operator")]} == {"deny_privileged"}
+    assert {m["policy"] for m in denied[("kpo_scan", "privileged", "kubernetes_pod_operator")]} == {
+        "deny_privileged", "pod_security"}
     assert {m["policy"] for m in denied[("executor_scan", "host_pid", "kubernetes_executor")]} == {
-        "deny_host_namespaces"}
+        "deny_host_namespaces", "pod_security"}
 
 
 def test_a_dag_that_fails_to_import_is_reported_not_fatal(scanned):

@@ -94,7 +94,8 @@ def test_denied_pod_raises_pod_mutation_hook_exception_caused_by_pod_denied(
     message = str(cause)
     assert f"[{policy}]" in message
     assert "airflow/etl-load-0a1b2c3d" in message and "dag_id=etl" in message and "task_id=load" in message
-    assert {m.policy for m in cause.messages} == {policy}
+    # pod_security judges the same baseline control, with Kubernetes' wording
+    assert {m.policy for m in cause.messages} == {policy, "pod_security"}
 
 
 def test_opa_outage_fail_closed_raises(template_file, stopped_opa_url, process_hook):

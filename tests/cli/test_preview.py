@@ -131,7 +131,7 @@ def test_the_shipped_library_denies_a_privileged_sample(run):
     sample = POLICIES / "deny_privileged" / "samples" / "01-privileged.yaml.sample"
     result = run("preview", "--policies", str(POLICIES), "-o", "json", str(sample))
     assert result.exit_code == 1
-    assert {m["policy"] for m in parse(result)["pods"][0]["deny"]} == {"deny_privileged"}
+    assert {m["policy"] for m in parse(result)["pods"][0]["deny"]} == {"deny_privileged", "pod_security"}
 
 
 @pytest.mark.parametrize(
