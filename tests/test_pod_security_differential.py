@@ -32,7 +32,7 @@ import yaml
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from airflow_opa_mutation.local_opa import LocalOpa
+from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 from .k8s_oracle import K8sOracle
 
