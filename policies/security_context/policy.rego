@@ -49,7 +49,13 @@ patch contains op if {
 }
 
 # _skip(context): the top-level keys not to add to a container's context.
-_skip(context) := (_pod_inherited | _root(context)) | _escalation(context)
+# A container without a securityContext (the common case) skips what the pod
+# decides: computed once.
+_skip(context) := _pod_skip if {
+	context == {}
+} else := (_pod_inherited | _root(context)) | _escalation(context)
+
+_pod_skip := (_pod_inherited | _root({})) | _escalation({})
 
 # runAsNonRoot: true cannot start a container told to run as uid 0.
 _root(context) := {"runAsNonRoot"} if {
