@@ -35,7 +35,9 @@ shipped := {name: defaults |
 # settings[name]: a policy's merged configuration - the user's delta
 # deep-merged over its defaults (one object.union for all policies). Names no
 # policy defines are kept out (see unknown_policies).
-settings := object.union(shipped, {name: delta |
+settings := shipped if {
+	count(object.get(user, "policies", {})) == 0
+} else := object.union(shipped, {name: delta |
 	some name, delta in object.get(user, "policies", {})
 	shipped[name]
 })

@@ -71,13 +71,22 @@ policy_exemptions[policy] contains name if {
 # description: |
 #   The policies that take part, sorted by name: merged `enabled` is exactly
 #   true and no global or own exemption matches. Empty without a pod.
-active := [name |
+# scope: document
+default active := []
+
+active := sort(_enabled - _exempted) if {
 	k8s.pod != {}
 	count(global_exemptions) == 0
-	some name in policy_names
-	config.settings[name].enabled == true
-	not name in _exempted
-]
+}
+
+# One pass over the settings and one set difference: cheaper per policy than
+# a lookup and a negation for each name. Comprehensions, not set rules, here
+# and below: they cost less on every query (policies/README.md, "Cost").
+# regal ignore:prefer-set-or-object-rule
+_enabled := {name |
+	some name, setting in config.settings
+	setting.enabled == true
+}
 
 _exempted := object.keys(policy_exemptions)
 
@@ -96,7 +105,10 @@ proposed := [[name, op] |
 	some name in active
 
 	# regal ignore:unresolved-reference
-	some op in _ordered(data.airflow.pod.policies[name].patch)
+	ops := data.airflow.pod.policies[name].patch
+
+	# a set bound whole iterates in sorted order, an array in its own
+	some op in ops
 ]
 
 # The operations as proposed, untagged, and the pod they make (undefined when
@@ -109,6 +121,29 @@ _proposed_pod := json.patch(k8s.pod, _proposed_ops)
 default _proposed_ops_apply := false
 
 _proposed_ops_apply if _proposed_pod
+
+# The common case, recognised with two sets and one json.patch: every
+# operation has a path of its own (so there are no copies and no conflicts),
+# none touches a protected field, and together they apply (so none is
+# malformed). Then the patch is the proposed operations as they are, and
+# none of the per-operation checks below runs.
+# regal ignore:prefer-set-or-object-rule
+_paths := {op.path | some [_, op] in proposed}
+
+# regal ignore:prefer-set-or-object-rule
+_sources := {op.from | some [_, op] in proposed}
+
+_touches_sensitive if count(_paths & _sensitive) > 0
+
+_touches_sensitive if count(_sources & _sensitive) > 0
+
+default _common_case := false
+
+_common_case if {
+	count(_paths) == count(proposed)
+	not _touches_sensitive
+	_proposed_ops_apply
+}
 
 # The member each operation needs besides "op" and "path".
 _operand := {"add": "value", "replace": "value", "test": "value", "remove": "path", "move": "from", "copy": "from"}
@@ -156,11 +191,13 @@ _sensitive := _forbidden | _base_paths
 # Operations whose path or source is sensitive at all: only these are looked
 # at closely.
 _suspects contains i if {
+	_touches_sensitive
 	some i, [_, op] in proposed
 	op.path in _sensitive
 }
 
 _suspects contains i if {
+	_touches_sensitive
 	some i, [_, op] in proposed
 	op.from in _sensitive
 }
@@ -196,14 +233,17 @@ _protected_msgs contains msg if {
 
 # Identical operations (ignoring the policy tag) are applied once, first wins:
 # sorting [operation, index] puts copies next to each other, first one first.
-_ops_with_index_sorted := sort([[op, i] | some i, op in _proposed_ops])
+# Copies share a path, so there are none in the common case.
+_copies contains i if {
+	not _common_case
+	sorted := sort([[op, i] | some i, op in _proposed_ops])
+	some k, [op, i] in sorted
+	k > 0
+	sorted[k - 1][0] == op
+}
 
 # Indices of dropped operations: malformed, protected, or copies.
-_dropped := (_malformed | _protected_violations) | {i |
-	some k, [op, i] in _ops_with_index_sorted
-	k > 0
-	_ops_with_index_sorted[k - 1][0] == op
-}
+_dropped := (_malformed | _protected_violations) | _copies
 
 # METADATA
 # title: The decision's patch
@@ -211,7 +251,9 @@ _dropped := (_malformed | _protected_violations) | {i |
 #   The proposed operations that are well formed, leave protected fields alone
 #   and are not copies of an earlier one, each tagged with "policy", in
 #   decision order.
-patch := [object.union(op, {"policy": name}) |
+patch := [object.union(op, {"policy": name}) | some [name, op] in proposed] if {
+	_common_case
+} else := [object.union(op, {"policy": name}) |
 	some i, [name, op] in proposed
 	not i in _dropped
 ]
@@ -230,6 +272,7 @@ _writes := sort([[op.path, op.policy, [object.get(op, "value", null), object.get
 # Paths written more than once (after copies were dropped); when every path
 # of the patch is distinct there is nothing to compare.
 _shared_paths contains path if {
+	not _common_case
 	count({op.path | some op in patch}) != count(patch)
 	some k, [path, _, _] in _writes
 	k > 0
@@ -260,6 +303,8 @@ _conflict_msgs contains msg if {
 _patch_result := k8s.pod if {
 	count(_proposed_ops) == 0
 } else := _proposed_pod if {
+	_common_case
+} else := _proposed_pod if {
 	count(_dropped) == 0
 } else := json.patch(k8s.pod, patch)
 
@@ -281,12 +326,14 @@ patched_pod := _patch_result if patch_applies
 else := k8s.pod
 
 # The validating rules of each active policy (the dynamic data reference
-# reaches each policy package by name).
+# reaches each policy package by name). Policies with nothing to say are left
+# out, so the lists below cost nothing for them.
 _denies[name] := _ordered(msgs) if {
 	some name in active
 
 	# regal ignore:unresolved-reference
 	msgs := data.airflow.pod.policies[name].deny
+	count(msgs) > 0
 }
 
 _warns[name] := _ordered(msgs) if {
@@ -294,13 +341,18 @@ _warns[name] := _ordered(msgs) if {
 
 	# regal ignore:unresolved-reference
 	msgs := data.airflow.pod.policies[name].warn
+	count(msgs) > 0
 }
 
 # Phase 2 in one evaluation: [deny messages by policy, warn messages by
 # policy] with input.pod as patched_pod. `with` is the point of the design
 # here. The active set and the settings computed for the pod as Airflow sent
 # it are carried in, so exemptions are judged once, on the original pod.
-_patched_pod_findings := [d, w] if {
+# When no operation is proposed the patched pod is input.pod: the rules are
+# judged as they are, with what phase 1 computed for the pod reused.
+_patched_pod_findings := [_denies, _warns] if {
+	count(_proposed_ops) == 0
+} else := [d, w] if {
 	settings := config.settings
 
 	# regal ignore:with-outside-test-context

@@ -35,42 +35,25 @@ parse(ref) := {
 
 	# Parse(domain + "/" + remainder): the whole reference, then the name
 	[[_, named, tag, digest]] := regex.find_all_string_submatch_n(
-		_reference_pattern,
+		reference_pattern,
 		concat("/", [split_domain, remainder]), 1,
 	)
-	[[_, domain, path]] := regex.find_all_string_submatch_n(_name_pattern, named, 1)
+	[[_, domain, path]] := regex.find_all_string_submatch_n(name_pattern, named, 1)
 	count(path) <= 255 # RepositoryNameTotalLengthMax: Go checks the path only
 	_valid_digest(digest)
 }
 
-# The patterns of distribution/reference's regexp.go, composed the same way.
-# OPA's regular expressions are Go's regexp package, so they match alike.
-_alphanumeric := `[a-z0-9]+`
-
-_separator := `(?:[._]|__|[-]+)`
-
-_domain_name_component := `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
-
-_domain_name := concat("", [_domain_name_component, `(?:\.`, _domain_name_component, `)*`])
-
-_domain_and_port := concat("", [`(?:`, _domain_name, `|\[(?:[a-fA-F0-9:]+)\])(?::[0-9]+)?`])
-
-_path_component := concat("", [_alphanumeric, `(?:`, _separator, _alphanumeric, `)*`])
-
-_remote_name := concat("", [_path_component, `(?:/`, _path_component, `)*`])
-
-_tag := `[\w][\w.-]{0,127}`
-
-_digest := `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}`
+# The patterns of distribution/reference's regexp.go, composed the same way
+# (the composition is spelled out, and checked equal to these literals, in
+# images_test.rego). Literals, not rules built with concat: the patterns are
+# needed on every query, and in both phases. OPA's regular expressions are
+# Go's regexp package, so they match alike.
 
 # ReferenceRegexp: ^(name)(?::(tag))?(?:@(digest))?$
-_reference_pattern := concat("", [
-	`^((?:`, _domain_and_port, `/)?`, _remote_name, `)`,
-	`(?::(`, _tag, `))?(?:@(`, _digest, `))?$`,
-])
+reference_pattern := `^((?:(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[(?:[a-fA-F0-9:]+)\])(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*)(?::([\w][\w.-]{0,127}))?(?:@([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}))?$`
 
 # anchoredNameRegexp: ^(?:(domain)/)?(path)$
-_name_pattern := concat("", [`^(?:(`, _domain_and_port, `)/)?(`, _remote_name, `)$`])
+name_pattern := `^(?:((?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[(?:[a-fA-F0-9:]+)\])(?::[0-9]+)?)/)?([a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*)$`
 
 # splitDockerDomain: [domain, remainder]. The first component is a host when
 # it is "localhost", contains "." or ":", or is not all lowercase; else the

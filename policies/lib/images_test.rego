@@ -149,3 +149,38 @@ test_parse_rejects_identifiers if {
 test_parse_rejects_padding if {
 	not images.parse(concat("", ["evil.io/", _repeat("<", 1000)]))
 }
+
+# distribution/reference's regexp.go, composed the same way: the literal
+# patterns of images.rego must be exactly these.
+_alphanumeric := `[a-z0-9]+`
+
+_separator := `(?:[._]|__|[-]+)`
+
+_domain_name_component := `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
+
+_domain_name := concat("", [_domain_name_component, `(?:\.`, _domain_name_component, `)*`])
+
+_domain_and_port := concat("", [`(?:`, _domain_name, `|\[(?:[a-fA-F0-9:]+)\])(?::[0-9]+)?`])
+
+_path_component := concat("", [_alphanumeric, `(?:`, _separator, _alphanumeric, `)*`])
+
+_remote_name := concat("", [_path_component, `(?:/`, _path_component, `)*`])
+
+_tag := `[\w][\w.-]{0,127}`
+
+_digest := `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}`
+
+_reference_pattern := concat("", [
+	`^((?:`, _domain_and_port, `/)?`, _remote_name, `)`,
+	`(?::(`, _tag, `))?(?:@(`, _digest, `))?$`,
+])
+
+_name_pattern := concat("", [`^(?:(`, _domain_and_port, `)/)?(`, _remote_name, `)$`])
+
+test_reference_pattern_is_distribution_reference_composition if {
+	images.reference_pattern == _reference_pattern
+}
+
+test_name_pattern_is_distribution_reference_composition if {
+	images.name_pattern == _name_pattern
+}

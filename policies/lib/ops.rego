@@ -92,9 +92,18 @@ _array_at(doc, path) := value if {
 #   - a field both hold as objects gets the sub-fields it lacks.
 # Null values are skipped: a configuration unsets a default with null.
 # doc is the document at pointer base. Pointers are built only for what is
-# missing.
-fill(doc, base, key, desired, skip) := array.concat(root, array.concat(fields, subs)) if {
-	current := object.get(doc, key, {})
+# missing. When doc has no `key` at all (a bare container, the common case)
+# the operations depend only on key, desired and skip: they are built once per
+# query (OPA caches the call) and only prefixed with base per document.
+fill(doc, base, key, desired, skip) := [{"op": "add", "path": concat("", [base, op.path]), "value": op.value} |
+	some op in _fill({}, true, "", key, desired, skip)
+] if {
+	object.get(doc, key, null) == null
+} else := _fill(doc[key], false, base, key, desired, skip)
+
+# _fill(current, absent, base, key, desired, skip): fill, given what doc
+# holds at key (current; absent: nothing, and the object is created first).
+_fill(current, absent, base, key, desired, skip) := array.concat(root, array.concat(fields, subs)) if {
 	prefix := concat("", [base, "/", escape(key), "/"])
 	fields := [{"op": "add", "path": concat("", [prefix, escape(field)]), "value": _without_nulls(value)} |
 		some field, value in desired
@@ -114,7 +123,7 @@ fill(doc, base, key, desired, skip) := array.concat(root, array.concat(fields, s
 	]
 	root := [{"op": "add", "path": concat("", [base, "/", escape(key)]), "value": {}} |
 		count(fields) > 0
-		object.get(doc, key, null) == null
+		absent
 	]
 }
 

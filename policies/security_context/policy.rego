@@ -48,8 +48,14 @@ patch contains op if {
 	some op in ops.fill(entry.container, entry.path, "securityContext", params.values, skip)
 }
 
-# _skip(name, context): the top-level keys not to add to container name's context.
-_skip(name, context) := (((_pod_inherited | _root(context)) | _escalation(context)) | _os) | _seccomp(name)
+# _skip(name, context): the top-level keys not to add to container name's
+# context. A container without a securityContext (the common case) skips what
+# the pod decides, computed once, and what its seccomp annotation rules out.
+_skip(name, context) := _pod_skip | _seccomp(name) if {
+	context == {}
+} else := (((_pod_inherited | _root(context)) | _escalation(context)) | _os) | _seccomp(name)
+
+_pod_skip := ((_pod_inherited | _root({})) | _escalation({})) | _os
 
 # A Windows pod's containers reject the Linux-only fields (capabilities,
 # seccompProfile, allowPrivilegeEscalation among them).
