@@ -19,15 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _audit, _patch_engine, _pod_codec
-from ._airflow_context import airflow_context, describe
+from kubernetes import client as k8s
+
+from . import _audit, _json, _limits, _patch_engine, _pod_codec
+from ._airflow_context import airflow_context, describe, escape
 from ._audit import AUDIT_ANNOTATION
 from ._opa_client import DecisionClient
 from ._version import __version__
 from .config import Settings, load_settings
 from .decision import Decision, parse_decision
 from .errors import (
-    ConfigError,
     OpaMutationError,
     OpaUnavailable,
     PatchRejected,
@@ -81,11 +82,21 @@ class MutationHook:
         self.client.close()
 
     def __call__(self, pod: Any) -> None:
-        """Airflow's ``pod_mutation_hook``: mutate ``pod`` in place or raise (see the README's contract)."""
-        if self._already_applied(pod):
-            return
-        outcome = self.evaluate(pod)
-        self._act(pod, outcome)
+        """Airflow's ``pod_mutation_hook``: mutate ``pod`` in place or raise (see the README's contract).
+
+        Only :class:`OpaMutationError` subclasses leave it: whatever else a hostile pod object makes
+        Python raise (a ``__str__`` that raises, nesting past the recursion limit) is the pod's fault and
+        a :class:`PatchRejected`, in both fail modes.
+        """
+        try:
+            if self._already_applied(pod):
+                return
+            outcome = self.evaluate(pod)
+            self._act(pod, outcome)
+        except OpaMutationError:
+            raise
+        except Exception as exc:
+            raise _unreadable(exc, None, self.settings.decision_path) from None
 
     # -- evaluation (no side effects on the pod) ------------------------------------------------------
 
@@ -97,26 +108,44 @@ class MutationHook:
         started = time.perf_counter()
         decision_path = self.settings.decision_path
         mode = mode or self.settings.mode
-        namespace, name, labels, annotations = _pod_codec.pod_ref_fields(pod)
-        context = airflow_context(labels, annotations)
-        ref = PodRef(namespace, name, describe(context))
-        outcome = Outcome(pod=ref, request_uid=str(uuid.uuid4()), mode=mode, airflow=context)
+        ref = PodRef(None, None)
+        outcome = Outcome(pod=ref, request_uid=str(uuid.uuid4()), mode=mode)
         try:
             try:
+                namespace, name, labels, annotations = _pod_codec.pod_ref_fields(pod)
+                context = airflow_context(labels, annotations)
+                ref = outcome.pod = PodRef(
+                    escape(namespace) if namespace else None, escape(name) if name else None, describe(context)
+                )
+                outcome.airflow = context
+            except Exception as exc:
+                raise _unreadable(exc, ref, decision_path) from None
+            try:
+                if not isinstance(pod, k8s.V1Pod):
+                    raise _pod_codec.DecodeError(f"expected a kubernetes V1Pod, got {type(pod).__name__}")
                 doc = _pod_codec.encode(pod)
+                pod_json = _json.dumps(doc)
             except _pod_codec.DecodeError as exc:
                 raise PatchRejected(
                     f"the pod cannot be serialized: {exc}", pod=ref, decision_path=decision_path
                 ) from None
+            except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+                raise PatchRejected(
+                    f"the pod cannot be serialized: not valid JSON ({type(exc).__name__}: {exc})",
+                    pod=ref,
+                    decision_path=decision_path,
+                ) from None
             outcome.before = doc
-            payload = {
-                "pod": doc,
-                "airflow": context,
-                "request": {"uid": outcome.request_uid, "version": __version__, "mode": mode},
-            }
+            _limits.check(doc, len(pod_json), self.settings, pod=ref)
+            rest = _json.dumps(
+                {"airflow": context, "request": {"uid": outcome.request_uid, "version": __version__, "mode": mode}}
+            )
             self._check_bundles(ref)
             try:
-                response = self.client.query(payload, params=self._params, pod=ref)
+                # {"input": {"pod": <the pod JSON measured above>, "airflow": ..., "request": ...}}
+                response = self.client.post(
+                    b'{"input":{"pod":' + pod_json + b"," + rest[1:] + b"}", params=self._params, pod=ref
+                )
             except OpaUnavailable:
                 self._bundles_ready = False  # OPA may come back without its bundle: check again
                 raise
@@ -130,6 +159,8 @@ class MutationHook:
                 outcome.after = doc
         except OpaMutationError as exc:
             outcome.error = exc
+        except Exception as exc:  # a hostile value deep in the pod: never an untyped error
+            outcome.error = _unreadable(exc, ref, decision_path)
         finally:
             outcome.duration = time.perf_counter() - started
         return outcome
@@ -182,7 +213,8 @@ class MutationHook:
             raise error
         if error is not None:
             self._count("errors")
-            if self.settings.fail_mode == "open" and not isinstance(error, ConfigError):
+            # Only an OPA that cannot be asked may be bypassed; a pod that cannot be judged never is.
+            if self.settings.fail_mode == "open" and isinstance(error, OpaUnavailable):
                 log.error("fail_mode=open, letting the pod through unchanged: %s", error)
                 self._log_summary(outcome, "failed-open")
                 return
@@ -266,6 +298,11 @@ class MutationHook:
     def _timing(self, seconds: float) -> None:
         if self._metrics is not None:
             self._metrics("timing", "opa_mutation.duration", seconds * 1000)
+
+
+def _unreadable(exc: BaseException, ref: PodRef | None, decision_path: str) -> PatchRejected:
+    """The error for a pod object Python itself fails on (its own ``str()`` is not trusted either)."""
+    return PatchRejected(f"the pod cannot be read: {type(exc).__name__}", pod=ref, decision_path=decision_path)
 
 
 # -- the process-wide hook Airflow calls ---------------------------------------------------------------
