@@ -59,11 +59,17 @@ class Outcome:
     airflow: dict[str, Any] = field(default_factory=dict)
 
     def diff(self) -> str:
-        """A unified diff of the pod as JSON, before and after the patch."""
+        """A unified diff of the pod as JSON, before and after the patch, ``env``/``envFrom`` redacted.
+
+        The diff goes to the log (a KubernetesPodOperator task's log is readable by anyone who can view
+        the DAG): environment values are secrets often enough. Each container's lists become
+        ``<redacted: N entries>``, marked ``changed`` where the patch changed them.
+        """
         if self.before is None or self.after is None:
             return ""
-        old = json.dumps(self.before, indent=2, sort_keys=True).splitlines()
-        new = json.dumps(self.after, indent=2, sort_keys=True).splitlines()
+        before, after = _redact_env(self.before, self.after), _redact_env(self.after, self.before)
+        old = json.dumps(before, indent=2, sort_keys=True).splitlines()
+        new = json.dumps(after, indent=2, sort_keys=True).splitlines()
         return "\n".join(difflib.unified_diff(old, new, "pod (from Airflow)", "pod (after policy)", lineterm=""))
 
 
@@ -200,14 +206,14 @@ class MutationHook:
         decision = outcome.decision
         if decision is not None:
             for message in decision.warn:
-                log.warning("policy warning for %s: %s", outcome.pod, message)
+                log.warning("policy warning for %s: %s", outcome.pod, _line(message))
         error = outcome.error
         if outcome.mode == "dry-run":
             self._log_dry_run(outcome)
             self._count("dry_run")
             return
         if isinstance(error, PodDenied):
-            log.error("%s", error)
+            log.error("%s", _line(error))
             self._count("denied")
             self._log_summary(outcome, "denied")
             raise error
@@ -215,7 +221,7 @@ class MutationHook:
             self._count("errors")
             # Only an OPA that cannot be asked may be bypassed; a pod that cannot be judged never is.
             if self.settings.fail_mode == "open" and isinstance(error, OpaUnavailable):
-                log.error("fail_mode=open, letting the pod through unchanged: %s", error)
+                log.error("fail_mode=open, letting the pod through unchanged: %s", _line(error))
                 self._log_summary(outcome, "failed-open")
                 return
             self._log_summary(outcome, "failed")
@@ -252,9 +258,9 @@ class MutationHook:
     def _log_dry_run(self, outcome: Outcome) -> None:
         error = outcome.error
         if isinstance(error, PodDenied):
-            log.warning("dry-run: would deny %s", error)
+            log.warning("dry-run: would deny %s", _line(error))
         elif error is not None:
-            log.error("dry-run: evaluation failed (the pod goes on unchanged): %s", error)
+            log.error("dry-run: evaluation failed (the pod goes on unchanged): %s", _line(error))
         elif outcome.changed:
             log.info("dry-run: would change %s:\n%s", outcome.pod, outcome.diff())
         else:
@@ -298,6 +304,40 @@ class MutationHook:
     def _timing(self, seconds: float) -> None:
         if self._metrics is not None:
             self._metrics("timing", "opa_mutation.duration", seconds * 1000)
+
+
+_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+
+
+def _redact_env(doc: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``doc`` with every container's ``env`` and ``envFrom`` replaced by a placeholder."""
+    spec, other_spec = doc.get("spec"), other.get("spec")
+    if not isinstance(spec, dict):
+        return doc
+    spec = dict(spec)
+    for kind in _CONTAINER_LISTS:
+        items = spec.get(kind)
+        if not isinstance(items, list):
+            continue
+        others = other_spec.get(kind) if isinstance(other_spec, dict) else None
+        redacted = []
+        for index, item in enumerate(items):
+            twin = others[index] if isinstance(others, list) and index < len(others) else {}
+            container = dict(item) if isinstance(item, dict) else item
+            for key in ("env", "envFrom"):
+                if isinstance(container, dict) and key in container:
+                    value = container[key]
+                    count = len(value) if isinstance(value, list) else 1
+                    same = isinstance(twin, dict) and twin.get(key) == value
+                    container[key] = f"<redacted: {count} entries{'' if same else ', changed'}>"
+            redacted.append(container)
+        spec[kind] = redacted
+    return {**doc, "spec": spec}
+
+
+def _line(value: object) -> str:
+    """A message for one log line: what policy messages echo of the pod cannot break it."""
+    return escape(str(value), limit=16384)
 
 
 def _unreadable(exc: BaseException, ref: PodRef | None, decision_path: str) -> PatchRejected:
