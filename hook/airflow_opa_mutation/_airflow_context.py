@@ -46,7 +46,9 @@ def _as_int(value: str) -> int | None:
         return None
 
 
-def airflow_context(labels: Mapping[str, Any], annotations: Mapping[str, Any]) -> dict[str, Any]:
+def airflow_context(
+    labels: Mapping[str, Any], annotations: Mapping[str, Any], *, trust_pod: bool = False
+) -> dict[str, Any]:
     """``input.airflow``: the ids Airflow set (each absent when unknown), the launcher, and which of them
     only the pod vouches for (``untrusted``, present when not empty).
 
@@ -54,7 +56,8 @@ def airflow_context(labels: Mapping[str, Any], annotations: Mapping[str, Any]) -
     are trusted only when Airflow confirms them: on the executor path the arguments the scheduler passed
     to ``PodGenerator.construct_pod`` (the hook runs inside that call), on the operator path the running
     task's context (see the module docstring). The ``kubernetes_pod_operator`` label wins over
-    ``kubernetes_executor`` where neither is confirmed.
+    ``kubernetes_executor`` where neither is confirmed. ``trust_pod`` (tools that stand in for Airflow:
+    the command line, the demo) takes the pod's ids as confirmed.
     """
     context = _from_pod(labels, annotations)
     scheduler = _construct_pod_ids()
@@ -75,7 +78,7 @@ def airflow_context(labels: Mapping[str, Any], annotations: Mapping[str, Any]) -
         untrusted.append("launcher")
     else:
         context["launcher"] = LAUNCHER_UNKNOWN
-    if untrusted:
+    if untrusted and not trust_pod:
         context["untrusted"] = untrusted
     return context
 

@@ -44,6 +44,7 @@ RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _BACKOFF = (0.05, 0.1, 0.2, 0.4)
 #: The longest the health probe after a failed decision call may take (seconds; half the timeout if less).
 HEALTH_TIMEOUT = 0.5
+_HEALTH_BODY_LIMIT = 4096
 #: The ``policy`` of the message of a pod denied because OPA, healthy, could not decide on it.
 POD_CAUSED = "airflow-opa-mutation"
 
@@ -273,10 +274,12 @@ class DecisionClient:
         return min(HEALTH_TIMEOUT, self.settings.timeout / 2)
 
     def healthy(self) -> bool:
-        """Whether OPA answers ``GET /health`` with 200 within :attr:`health_timeout`.
+        """Whether OPA answers ``GET /health`` with 200 and its small JSON object within
+        :attr:`health_timeout`.
 
         Same pool, TLS and token as a decision call (an authz policy must allow ``/health``, as OPA's
-        docs recommend for liveness probes); no retry: never raises.
+        docs recommend for liveness probes); no retry; never raises. A proxy in front of OPA that
+        mangles answers (an HTML error page, a truncated or huge body) fails it as it fails decisions.
         """
         deadline = time.monotonic() + self.health_timeout
         try:
@@ -289,10 +292,17 @@ class DecisionClient:
                     timeout=urllib3.Timeout(connect=self.health_timeout, read=self.health_timeout),
                     retries=False,
                     redirect=False,
+                    preload_content=False,
                     assert_same_host=False,
                 )
-                return response.status == 200 and not guard.fired and time.monotonic() <= deadline
-        except Exception:  # refused, reset, timed out, token file unreadable: not healthy
+                try:
+                    raw = response.read(_HEALTH_BODY_LIMIT + 1) if response.status == 200 else b""
+                finally:
+                    response.close()  # never reused: a body left unread must not reach the next request
+                    response.release_conn()
+                in_time = not guard.fired and time.monotonic() <= deadline
+            return in_time and len(raw) <= _HEALTH_BODY_LIMIT and isinstance(_json.loads(raw), dict)
+        except Exception:  # refused, reset, timed out, not JSON, token file unreadable: not healthy
             return False
 
     def _post(self, body: bytes, params: str, pod: PodRef | None) -> OpaResponse:

@@ -76,8 +76,18 @@ class Outcome:
 class MutationHook:
     """Evaluates pods against OPA and mutates them in place; safe to call from many threads."""
 
-    def __init__(self, settings: Settings | None = None, *, metrics: Callable[..., None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        metrics: Callable[..., None] | None = None,
+        trust_pod_ids: bool = False,
+    ) -> None:
+        """``trust_pod_ids``: for tools that stand in for Airflow (the command line's previews, the demo),
+        the Airflow ids a pod states are taken as confirmed. Never for the hook Airflow calls, where
+        they are the DAG author's to write (docs/threat-model.md)."""
         self.settings = settings if settings is not None else load_settings()
+        self.trust_pod_ids = trust_pod_ids
         self.client = DecisionClient(self.settings)
         self._metrics = metrics
         self._local = threading.local()
@@ -119,7 +129,7 @@ class MutationHook:
         try:
             try:
                 namespace, name, labels, annotations = _pod_codec.pod_ref_fields(pod)
-                context = airflow_context(labels, annotations)
+                context = airflow_context(labels, annotations, trust_pod=self.trust_pod_ids)
                 ref = outcome.pod = PodRef(
                     escape(namespace) if namespace else None, escape(name) if name else None, describe(context)
                 )
