@@ -296,7 +296,9 @@ class DecisionClient:
                     assert_same_host=False,
                 )
                 try:
-                    raw = response.read(_HEALTH_BODY_LIMIT + 1) if response.status == 200 else b""
+                    declared = response.headers.get("Content-Length", "0")
+                    small = declared.isdigit() and int(declared) <= _HEALTH_BODY_LIMIT
+                    raw = response.read(_HEALTH_BODY_LIMIT + 1) if response.status == 200 and small else b""
                 finally:
                     response.close()  # never reused: a body left unread must not reach the next request
                     response.release_conn()
