@@ -35,11 +35,6 @@ _condition("task_id", want, _, airflow) if _trusted_match(want, airflow, "task_i
 
 _condition("launcher", want, _, airflow) if _trusted_match(want, airflow, "launcher")
 
-_trusted_match(want, airflow, key) if {
-	not key in object.get(airflow, "untrusted", [])
-	glob_match(want, airflow[key])
-}
-
 _condition("labels", want, pod, _) if _all_match(want, object.get(pod, ["metadata", "labels"], {}))
 
 _condition("annotations", want, pod, _) if _all_match(want, object.get(pod, ["metadata", "annotations"], {}))
@@ -49,4 +44,9 @@ _all_match(want, values) if {
 	every key, pattern in want {
 		glob_match(pattern, values[key])
 	}
+}
+
+_trusted_match(want, airflow, key) if {
+	not key in object.get(airflow, "untrusted", [])
+	glob_match(want, airflow[key])
 }
