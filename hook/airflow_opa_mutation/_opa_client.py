@@ -42,7 +42,7 @@ from .errors import Message, OpaUnavailable, PatchRejected, PodDenied, PodRef
 #: Statuses worth another try within the deadline: OPA (or a proxy in front of it) was briefly sick.
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _BACKOFF = (0.05, 0.1, 0.2, 0.4)
-#: The longest the health probe after a failed decision call may take (seconds; half the timeout if less).
+#: The longest the health probe after a failed decision call may take (seconds).
 HEALTH_TIMEOUT = 0.5
 _HEALTH_BODY_LIMIT = 4096
 #: The ``policy`` of the message of a pod denied because OPA, healthy, could not decide on it.
@@ -270,8 +270,10 @@ class DecisionClient:
 
     @property
     def health_timeout(self) -> float:
-        """The health probe's deadline: short, so a dead OPA is told apart quickly (at most 0.5 s)."""
-        return min(HEALTH_TIMEOUT, self.settings.timeout / 2)
+        """The health probe's deadline. Not a fraction of ``timeout``: after a timed-out call the probe
+        often needs a new connection (and TLS handshake), and a probe cut too short would let a pod that
+        made OPA slow pass as an outage. Only a hung OPA costs it in full, until the breaker opens."""
+        return HEALTH_TIMEOUT
 
     def healthy(self) -> bool:
         """Whether OPA answers ``GET /health`` with 200 and its small JSON object within
