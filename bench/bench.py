@@ -177,6 +177,45 @@ def measure_row(opa: LocalOpa, containers: int, iterations: int, threads: int) -
     return row
 
 
+def limits_rows(opa: LocalOpa, iterations: int) -> list[dict[str, object]]:
+    """Pods at the hook's limits (issue 13) against the default ``timeout`` (2 s): ``max_containers``
+    containers, and a ~1 MB pod of 24,000 volumes with one container. OPA's own evaluation time, and the
+    hook's whole call with its outcome (a pod OPA cannot decide on in time is denied, never let through)."""
+    settings = Settings(url=opa.url)
+    at_limit = worker_pod(settings.max_containers)
+    volumes = worker_pod(1)
+    k8s = kubernetes.client
+    volumes.spec.volumes = [k8s.V1Volume(name=f"v{i}", empty_dir=k8s.V1EmptyDirVolumeSource()) for i in range(24_000)]
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", opa.port, maxsize=1, retries=False)
+    rows = []
+    for name, template in ((f"{settings.max_containers} containers", at_limit), ("24,000 volumes", volumes)):
+        doc = pod_to_json(template)
+        request = {"uid": "bench", "version": "bench", "mode": "enforce"}
+        body = _json.dumps({"input": {"pod": doc, "airflow": {}, "request": request}})
+        headers = {"Content-Type": "application/json"}
+        evals = []
+        for _ in range(max(3, iterations // 10)):
+            response = pool.urlopen("POST", DECISION + "?metrics=true", body=body, headers=headers)
+            evals.append(_json.loads(response.data)["metrics"]["timer_server_handler_ns"] / 1e6)
+        hook = MutationHook(settings)
+        walls, outcome = [], ""
+        for _ in range(max(3, iterations // 10)):
+            pod = copy.deepcopy(template)
+            started = time.perf_counter()
+            try:
+                hook(pod)
+                outcome = "mutated"
+            except Exception as exc:  # a bench row records the outcome, whatever it is
+                outcome = type(exc).__name__
+            walls.append(time.perf_counter() - started)
+        hook.close()
+        rows.append({"pod": name, "pod_json_bytes": len(_json.dumps(doc)), "timeout_s": settings.timeout,
+                     "opa_handler_median_ms": statistics.median(evals),
+                     "hook_median_ms": statistics.median(walls) * 1e3, "outcome": outcome})
+    pool.close()
+    return rows
+
+
 def rss_growth(opa: LocalOpa, calls: int) -> dict[str, float]:
     """RSS before and after ``calls`` hook calls on fresh pods (built outside, dropped after each call)."""
     hook = MutationHook(Settings(url=opa.url, timeout=10))
@@ -212,6 +251,7 @@ def main() -> int:
     generation = f"kubernetes {kubernetes.__version__} ({models})"
     rows = []
     memory: dict[str, float] = {}
+    limits: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as scratch:
         for name, paths in policy_sets(Path(scratch)).items():
             with LocalOpa(paths) as opa:
@@ -224,12 +264,17 @@ def main() -> int:
                           f"{row['floor_median_us']:.0f} us, hook CPU {row['hook_cpu_median_us']:.0f} us, "
                           f"OPA eval {row['opa_eval_median_us']:.0f} us)", flush=True)
                 if name == "library":
+                    limits = limits_rows(opa, iterations)
+                    for limit in limits:
+                        print(f"{generation:34} at the limits: {limit['pod']} ({limit['pod_json_bytes']} B): OPA "
+                              f"{limit['opa_handler_median_ms']:.0f} ms, hook {limit['hook_median_ms']:.0f} ms "
+                              f"(timeout {limit['timeout_s']} s): {limit['outcome']}", flush=True)
                     memory = rss_growth(opa, rss_calls)
                     print(f"{generation:34} RSS growth over {rss_calls} calls: {memory['rss_growth_mb']:.2f} MB",
                           flush=True)
     args.out.write_text(json.dumps({"models": generation, "python": sys.version.split()[0], "short": args.short,
                                     "cpus": os.cpu_count(), "threads": threading.active_count(),
-                                    "rows": rows, "memory": memory}, indent=2))
+                                    "rows": rows, "memory": memory, "limits": limits}, indent=2))
     return 0
 
 

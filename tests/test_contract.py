@@ -52,6 +52,8 @@ def test_input_carries_pod_json_airflow_ids_and_request(start_opa, make_hook, po
         "try_number": 1,
         "map_index": -1,
         "launcher": "kubernetes_executor",
+        # called outside Airflow: only the pod vouches for these (docs/threat-model.md)
+        "untrusted": ["dag_id", "task_id", "run_id", "try_number", "map_index", "launcher"],
     }
     assert seen["request"]["mode"] == "enforce"
     assert seen["request"]["version"] == aom.__version__
@@ -360,15 +362,16 @@ def test_dry_run_changes_nothing_and_raises_nothing(start_opa, make_hook, pod, h
 # -- OPA failing -----------------------------------------------------------------------------------------
 
 
-def test_opa_runtime_error_is_unavailable_with_status(start_opa, make_hook, pod):
-    hook = serve(start_opa, make_hook, """
-        decision := {"patch": []} if input.pod.kind == "Pod"
-        decision := {"deny": []} if input.pod.apiVersion == "v1"
-    """)
-    with pytest.raises(OpaUnavailable) as raised:
-        hook(pod)
-    assert raised.value.status == 500
-    assert "eval_conflict_error" in str(raised.value)
+def test_opa_runtime_error_denies_the_pod_naming_the_rego_error(start_opa, make_hook, pod):
+    """A 500 while OPA answers /health: the pod is blamed, in both fail modes (issue 13)."""
+    for fail_mode in ("closed", "open"):
+        hook = serve(start_opa, make_hook, """
+            decision := {"patch": []} if input.pod.kind == "Pod"
+            decision := {"deny": []} if input.pod.apiVersion == "v1"
+        """, fail_mode=fail_mode)
+        with pytest.raises(PodDenied, match="OPA is healthy but could not decide on this pod") as raised:
+            hook(pod)
+        assert "HTTP 500" in str(raised.value) and "eval_conflict_error" in str(raised.value)
 
 
 def test_fail_closed_and_open_with_opa_stopped_mid_test(start_opa, make_hook, pod, hook_log):
@@ -394,17 +397,19 @@ def test_fail_closed_and_open_with_opa_stopped_mid_test(start_opa, make_hook, po
 
 
 def test_opa_slower_than_timeout(start_opa, make_hook, pod):
+    """OPA answers /health while the policy is slow on this pod: denied in both fail modes (issue 13)."""
     hook = serve(start_opa, make_hook, """
         decision := {"patch": []} if {
             count([x | some x in numbers.range(1, 20000000); x % 7 == 0]) > 0
         }
     """, timeout=0.3)
-    with pytest.raises(OpaUnavailable, match=r"within timeout = 0.3s"):
+    with pytest.raises(PodDenied, match=r"within timeout = 0.3s"):
         hook(pod)
     opened = serve(start_opa, make_hook, "decision := {\"deny\": [\"never seen\"]} if count(numbers.range(1, 20000000)) > 0",
                    timeout=0.3, fail_mode="open")
     before = pod.to_dict()
-    opened(pod)
+    with pytest.raises(PodDenied, match="OPA is healthy but could not decide on this pod"):
+        opened(pod)
     assert pod.to_dict() == before
 
 

@@ -46,12 +46,45 @@ def _as_int(value: str) -> int | None:
         return None
 
 
-def airflow_context(labels: Mapping[str, Any], annotations: Mapping[str, Any]) -> dict[str, Any]:
-    """``input.airflow``: the ids Airflow set (each absent when unknown) and the launcher.
+def airflow_context(
+    labels: Mapping[str, Any], annotations: Mapping[str, Any], *, trust_pod: bool = False
+) -> dict[str, Any]:
+    """``input.airflow``: the ids Airflow set (each absent when unknown), the launcher, and which of them
+    only the pod vouches for (``untrusted``, present when not empty).
 
-    For a KubernetesPodOperator pod built inside its running task, the real (unsanitized) ``dag_id``,
-    ``task_id`` and ``run_id`` come from Airflow's current task context (see the module docstring).
+    Labels and annotations are the DAG author's to write (``pod_override``, operator arguments), so they
+    are trusted only when Airflow confirms them: on the executor path the arguments the scheduler passed
+    to ``PodGenerator.construct_pod`` (the hook runs inside that call), on the operator path the running
+    task's context (see the module docstring). The ``kubernetes_pod_operator`` label wins over
+    ``kubernetes_executor`` where neither is confirmed. ``trust_pod`` (tools that stand in for Airflow:
+    the command line, the demo) takes the pod's ids as confirmed.
     """
+    context = _from_pod(labels, annotations)
+    scheduler = _construct_pod_ids()
+    if scheduler is not None:
+        context = {**scheduler, "launcher": LAUNCHER_EXECUTOR}
+        return context
+    untrusted = [key for key in (*_TEXT_IDS, *_INT_IDS) if key in context]
+    if str(labels.get("kubernetes_pod_operator", "")).lower() == "true":
+        context["launcher"] = LAUNCHER_KPO
+        running = running_task_ids()
+        if running is not None and _labels_name(labels, running):
+            context.update((key, running[key]) for key in (*_TEXT_IDS, *_INT_IDS) if key in running)
+            untrusted = [key for key in untrusted if key not in running]
+        else:
+            untrusted.append("launcher")
+    elif str(labels.get("kubernetes_executor", "")).lower() == "true":
+        context["launcher"] = LAUNCHER_EXECUTOR
+        untrusted.append("launcher")
+    else:
+        context["launcher"] = LAUNCHER_UNKNOWN
+    if untrusted and not trust_pod:
+        context["untrusted"] = untrusted
+    return context
+
+
+def _from_pod(labels: Mapping[str, Any], annotations: Mapping[str, Any]) -> dict[str, Any]:
+    """The ids as the pod states them: annotations (verbatim) before labels (sanitized)."""
     context: dict[str, Any] = {}
     for key in _TEXT_IDS:
         for source in (annotations, labels):
@@ -66,23 +99,51 @@ def airflow_context(labels: Mapping[str, Any], annotations: Mapping[str, Any]) -
             if number is not None:
                 context[key] = number
                 break
-    if str(labels.get("kubernetes_executor", "")).lower() == "true":
-        context["launcher"] = LAUNCHER_EXECUTOR
-    elif str(labels.get("kubernetes_pod_operator", "")).lower() == "true":
-        context["launcher"] = LAUNCHER_KPO
-        running = running_task_ids()
-        if running is not None and _labels_name(labels, running):
-            for key in _TEXT_IDS:
-                if key in running:
-                    context[key] = running[key]
-    else:
-        context["launcher"] = LAUNCHER_UNKNOWN
     return context
 
 
+def _construct_pod_ids() -> dict[str, Any] | None:
+    """The ids the scheduler passed to ``PodGenerator.construct_pod``, when the hook runs inside it.
+
+    The frame is recognised by its code object, compared with the loaded provider's own function (a
+    function of the same name elsewhere is not it). Inside a running task (a task context is set) a
+    ``construct_pod`` call is DAG code's, not the scheduler's: ignored.
+    """
+    provider = sys.modules.get(_PROVIDER_POD_GENERATOR)
+    generator = getattr(provider, "PodGenerator", None)
+    code = getattr(getattr(generator, "construct_pod", None), "__code__", None)
+    if code is None:
+        return None
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code is not code:
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None or running_task_ids() is not None:
+        return None
+    args = frame.f_locals
+    ids: dict[str, Any] = {}
+    for key in _TEXT_IDS:
+        value = args.get(key)
+        if isinstance(value, str) and value:
+            ids[key] = value
+    for key in _INT_IDS:
+        value = args.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and (key != "map_index" or value >= 0):
+            ids[key] = value
+    return ids if "dag_id" in ids and "task_id" in ids else None
+
+
 def describe(context: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """The ids worth naming in an error or log line, in a stable order."""
-    return tuple((key, str(context[key])) for key in (*_TEXT_IDS, *_INT_IDS) if key in context)
+    """The ids worth naming in an error or log line, in a stable order, escaped: an id holding a line
+    break (annotations are verbatim) must not start a forged line in the log."""
+    return tuple((key, escape(str(context[key]))) for key in (*_TEXT_IDS, *_INT_IDS) if key in context)
+
+
+def escape(text: str, limit: int = 256) -> str:
+    """``text`` fit for one log line: control characters escaped (``\\n``), at most ``limit`` characters."""
+    if text.isprintable() and len(text) <= limit:
+        return text
+    out = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return out if len(out) <= limit else out[:limit] + "..."
 
 
 # -- the task running in this process ------------------------------------------------------------------

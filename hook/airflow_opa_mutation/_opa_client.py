@@ -37,11 +37,16 @@ from . import _json
 from ._deadline import WATCHDOG, DeadlineHTTPConnection, DeadlineHTTPSConnection, Guard
 from ._opa_endpoint import opa_endpoint
 from .config import Settings
-from .errors import OpaUnavailable, PatchRejected, PodRef
+from .errors import Message, OpaUnavailable, PatchRejected, PodDenied, PodRef
 
 #: Statuses worth another try within the deadline: OPA (or a proxy in front of it) was briefly sick.
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _BACKOFF = (0.05, 0.1, 0.2, 0.4)
+#: The longest the health probe after a failed decision call may take (seconds).
+HEALTH_TIMEOUT = 0.5
+_HEALTH_BODY_LIMIT = 4096
+#: The ``policy`` of the message of a pod denied because OPA, healthy, could not decide on it.
+POD_CAUSED = "airflow-opa-mutation"
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ class CircuitBreaker:
     After ``threshold`` consecutive failures the breaker opens: calls fail at once for ``cooldown``
     seconds. Then exactly one call goes through as a probe; its success closes the breaker, its failure
     opens it for another cooldown. Calls arriving while the probe is in flight fail fast too.
+    Only failures no pod can cause count (OPA unhealthy too, or refusing our credentials): a hostile
+    pod cannot open it for everyone else (``DecisionClient.post``).
     """
 
     def __init__(self, threshold: int, cooldown: float) -> None:
@@ -103,6 +110,7 @@ class DecisionClient:
         self.health_url = f"{settings.url}/health"
         self._path = f"{self.endpoint.prefix}/v1/data/{settings.decision_path}"
         self._health_path = f"{self.endpoint.prefix}/health?bundles=true"
+        self._liveness_path = f"{self.endpoint.prefix}/health"
         self._lock = threading.Lock()
         self._pid = -1
         self._pool: urllib3.HTTPConnectionPool | None = None
@@ -226,6 +234,13 @@ class DecisionClient:
         return self.post(body, params=params, pod=pod)
 
     def post(self, body: bytes, *, params: str = "", pod: PodRef | None = None) -> OpaResponse:
+        """POST ``body``; a failed decision call is judged by OPA's health (see :meth:`healthy`).
+
+        OPA healthy: the pod made the call fail (an input OPA takes too long over, a response too large)
+        and :class:`PodDenied` is raised, in both fail modes, and the breaker does not count it. Only
+        when OPA is unhealthy or unreachable too, or refused our credentials (401/403, never the pod's
+        doing), is it :class:`OpaUnavailable`, which ``fail_mode = open`` may let through.
+        """
         refused = self.breaker.admit()
         if refused is not None:
             raise self._unavailable(refused, None, pod)
@@ -233,9 +248,66 @@ class DecisionClient:
         try:
             response = self._post(body, params, pod)
             ok = True
+        except OpaUnavailable as exc:
+            if exc.status in (401, 403):
+                raise
+            if self.healthy():
+                ok = True  # OPA is fine: nothing for the breaker to count
+                raise PodDenied(
+                    [Message(f"OPA is healthy but could not decide on this pod: {exc.reason}", POD_CAUSED)],
+                    pod=pod,
+                    decision_path=self.settings.decision_path,
+                ) from None
+            raise OpaUnavailable(
+                f"{exc.reason}; OPA's /health failed too",
+                status=exc.status,
+                pod=pod,
+                decision_path=self.settings.decision_path,
+            ) from None
         finally:
             self.breaker.record(ok)
         return response
+
+    @property
+    def health_timeout(self) -> float:
+        """The health probe's deadline. Not a fraction of ``timeout``: after a timed-out call the probe
+        often needs a new connection (and TLS handshake), and a probe cut too short would let a pod that
+        made OPA slow pass as an outage. Only a hung OPA costs it in full, until the breaker opens."""
+        return HEALTH_TIMEOUT
+
+    def healthy(self) -> bool:
+        """Whether OPA answers ``GET /health`` with 200 and its small JSON object within
+        :attr:`health_timeout`.
+
+        Same pool, TLS and token as a decision call (an authz policy must allow ``/health``, as OPA's
+        docs recommend for liveness probes); no retry; never raises. A proxy in front of OPA that
+        mangles answers (an HTML error page, a truncated or huge body) fails it as it fails decisions.
+        """
+        deadline = time.monotonic() + self.health_timeout
+        try:
+            headers = self._request_headers()
+            with WATCHDOG.guard(deadline) as guard:
+                response = self._decision_pool().urlopen(
+                    "GET",
+                    self._liveness_path,
+                    headers=headers,
+                    timeout=urllib3.Timeout(connect=self.health_timeout, read=self.health_timeout),
+                    retries=False,
+                    redirect=False,
+                    preload_content=False,
+                    assert_same_host=False,
+                )
+                try:
+                    declared = response.headers.get("Content-Length", "0")
+                    small = declared.isdigit() and int(declared) <= _HEALTH_BODY_LIMIT
+                    raw = response.read(_HEALTH_BODY_LIMIT + 1) if response.status == 200 and small else b""
+                finally:
+                    response.close()  # never reused: a body left unread must not reach the next request
+                    response.release_conn()
+                in_time = not guard.fired and time.monotonic() <= deadline
+            return in_time and len(raw) <= _HEALTH_BODY_LIMIT and isinstance(_json.loads(raw), dict)
+        except Exception:  # refused, reset, timed out, not JSON, token file unreadable: not healthy
+            return False
 
     def _post(self, body: bytes, params: str, pod: PodRef | None) -> OpaResponse:
         timeout = self.settings.timeout

@@ -57,6 +57,10 @@ class Settings:
     client_key: str | None = None
     protected_labels: tuple[str, ...] = ()
     max_patch_ops: int = 1000
+    #: Limits checked before OPA is asked (a pod above one is denied in both fail modes): the pod's
+    #: compact UTF-8 JSON (Kubernetes' own request limit), and its containers of all three kinds.
+    max_pod_bytes: int = 1572864
+    max_containers: int = 100
     max_response_bytes: int = 8 * 1024 * 1024
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
@@ -184,6 +188,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "client_key": _text,
     "protected_labels": _label_list,
     "max_patch_ops": _positive_int,
+    "max_pod_bytes": _positive_int,
+    "max_containers": _positive_int,
     "max_response_bytes": _positive_int,
     "breaker_threshold": _positive_int,
     "breaker_cooldown": _positive_float,
@@ -209,6 +215,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("mode", settings.mode, "expected one of enforce, dry-run")
     if not settings.decision_path or any(not seg for seg in settings.decision_path.split("/")):
         raise ConfigError("decision_path", settings.decision_path, "expected a path like airflow/pod/decision")
+    _validate_counts(settings)
     if settings.token and settings.token_file:
         raise ConfigError("token_file", settings.token_file, "set either token or token_file, not both")
     for key in ("token_file", "ca_bundle", "client_cert", "client_key"):
@@ -223,6 +230,13 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("client_key", settings.client_key, "client_key needs client_cert")
     if (settings.ca_bundle or settings.client_cert) and parts.scheme != "https":
         raise ConfigError("url", settings.url, "ca_bundle/client_cert need an https:// url")
+
+
+def _validate_counts(settings: Settings) -> None:
+    for key in ("max_patch_ops", "max_pod_bytes", "max_containers", "max_response_bytes", "breaker_threshold"):
+        value = getattr(settings, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(key, value, "expected a whole number of at least 1")
 
 
 def _airflow_conf() -> Any | None:

@@ -19,15 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _audit, _patch_engine, _pod_codec
-from ._airflow_context import airflow_context, describe
+from kubernetes import client as k8s
+
+from . import _audit, _json, _limits, _patch_engine, _pod_codec
+from ._airflow_context import airflow_context, describe, escape
 from ._audit import AUDIT_ANNOTATION
 from ._opa_client import DecisionClient
 from ._version import __version__
 from .config import Settings, load_settings
 from .decision import Decision, parse_decision
 from .errors import (
-    ConfigError,
     OpaMutationError,
     OpaUnavailable,
     PatchRejected,
@@ -58,19 +59,35 @@ class Outcome:
     airflow: dict[str, Any] = field(default_factory=dict)
 
     def diff(self) -> str:
-        """A unified diff of the pod as JSON, before and after the patch."""
+        """A unified diff of the pod as JSON, before and after the patch, ``env``/``envFrom`` redacted.
+
+        The diff goes to the log (a KubernetesPodOperator task's log is readable by anyone who can view
+        the DAG): environment values are secrets often enough. Each container's lists become
+        ``<redacted: N entries>``, marked ``changed`` where the patch changed them.
+        """
         if self.before is None or self.after is None:
             return ""
-        old = json.dumps(self.before, indent=2, sort_keys=True).splitlines()
-        new = json.dumps(self.after, indent=2, sort_keys=True).splitlines()
+        before, after = _redact_env(self.before, self.after), _redact_env(self.after, self.before)
+        old = json.dumps(before, indent=2, sort_keys=True).splitlines()
+        new = json.dumps(after, indent=2, sort_keys=True).splitlines()
         return "\n".join(difflib.unified_diff(old, new, "pod (from Airflow)", "pod (after policy)", lineterm=""))
 
 
 class MutationHook:
     """Evaluates pods against OPA and mutates them in place; safe to call from many threads."""
 
-    def __init__(self, settings: Settings | None = None, *, metrics: Callable[..., None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        metrics: Callable[..., None] | None = None,
+        trust_pod_ids: bool = False,
+    ) -> None:
+        """``trust_pod_ids``: for tools that stand in for Airflow (the command line's previews, the demo),
+        the Airflow ids a pod states are taken as confirmed. Never for the hook Airflow calls, where
+        they are the DAG author's to write (docs/threat-model.md)."""
         self.settings = settings if settings is not None else load_settings()
+        self.trust_pod_ids = trust_pod_ids
         self.client = DecisionClient(self.settings)
         self._metrics = metrics
         self._local = threading.local()
@@ -81,11 +98,21 @@ class MutationHook:
         self.client.close()
 
     def __call__(self, pod: Any) -> None:
-        """Airflow's ``pod_mutation_hook``: mutate ``pod`` in place or raise (see the README's contract)."""
-        if self._already_applied(pod):
-            return
-        outcome = self.evaluate(pod)
-        self._act(pod, outcome)
+        """Airflow's ``pod_mutation_hook``: mutate ``pod`` in place or raise (see the README's contract).
+
+        Only :class:`OpaMutationError` subclasses leave it: whatever else a hostile pod object makes
+        Python raise (a ``__str__`` that raises, nesting past the recursion limit) is the pod's fault and
+        a :class:`PatchRejected`, in both fail modes.
+        """
+        try:
+            if self._already_applied(pod):
+                return
+            outcome = self.evaluate(pod)
+            self._act(pod, outcome)
+        except OpaMutationError:
+            raise
+        except Exception as exc:
+            raise _unreadable(exc, None, self.settings.decision_path) from None
 
     # -- evaluation (no side effects on the pod) ------------------------------------------------------
 
@@ -97,26 +124,44 @@ class MutationHook:
         started = time.perf_counter()
         decision_path = self.settings.decision_path
         mode = mode or self.settings.mode
-        namespace, name, labels, annotations = _pod_codec.pod_ref_fields(pod)
-        context = airflow_context(labels, annotations)
-        ref = PodRef(namespace, name, describe(context))
-        outcome = Outcome(pod=ref, request_uid=str(uuid.uuid4()), mode=mode, airflow=context)
+        ref = PodRef(None, None)
+        outcome = Outcome(pod=ref, request_uid=str(uuid.uuid4()), mode=mode)
         try:
             try:
+                namespace, name, labels, annotations = _pod_codec.pod_ref_fields(pod)
+                context = airflow_context(labels, annotations, trust_pod=self.trust_pod_ids)
+                ref = outcome.pod = PodRef(
+                    escape(namespace) if namespace else None, escape(name) if name else None, describe(context)
+                )
+                outcome.airflow = context
+            except Exception as exc:
+                raise _unreadable(exc, ref, decision_path) from None
+            try:
+                if not isinstance(pod, k8s.V1Pod):
+                    raise _pod_codec.DecodeError(f"expected a kubernetes V1Pod, got {type(pod).__name__}")
                 doc = _pod_codec.encode(pod)
+                pod_json = _json.dumps(doc)
             except _pod_codec.DecodeError as exc:
                 raise PatchRejected(
                     f"the pod cannot be serialized: {exc}", pod=ref, decision_path=decision_path
                 ) from None
+            except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+                raise PatchRejected(
+                    f"the pod cannot be serialized: not valid JSON ({type(exc).__name__}: {exc})",
+                    pod=ref,
+                    decision_path=decision_path,
+                ) from None
             outcome.before = doc
-            payload = {
-                "pod": doc,
-                "airflow": context,
-                "request": {"uid": outcome.request_uid, "version": __version__, "mode": mode},
-            }
+            _limits.check(doc, len(pod_json), self.settings, pod=ref)
+            rest = _json.dumps(
+                {"airflow": context, "request": {"uid": outcome.request_uid, "version": __version__, "mode": mode}}
+            )
             self._check_bundles(ref)
             try:
-                response = self.client.query(payload, params=self._params, pod=ref)
+                # {"input": {"pod": <the pod JSON measured above>, "airflow": ..., "request": ...}}
+                response = self.client.post(
+                    b'{"input":{"pod":' + pod_json + b"," + rest[1:] + b"}", params=self._params, pod=ref
+                )
             except OpaUnavailable:
                 self._bundles_ready = False  # OPA may come back without its bundle: check again
                 raise
@@ -130,6 +175,8 @@ class MutationHook:
                 outcome.after = doc
         except OpaMutationError as exc:
             outcome.error = exc
+        except Exception as exc:  # a hostile value deep in the pod: never an untyped error
+            outcome.error = _unreadable(exc, ref, decision_path)
         finally:
             outcome.duration = time.perf_counter() - started
         return outcome
@@ -169,21 +216,22 @@ class MutationHook:
         decision = outcome.decision
         if decision is not None:
             for message in decision.warn:
-                log.warning("policy warning for %s: %s", outcome.pod, message)
+                log.warning("policy warning for %s: %s", outcome.pod, _line(message))
         error = outcome.error
         if outcome.mode == "dry-run":
             self._log_dry_run(outcome)
             self._count("dry_run")
             return
         if isinstance(error, PodDenied):
-            log.error("%s", error)
+            log.error("%s", _line(error))
             self._count("denied")
             self._log_summary(outcome, "denied")
             raise error
         if error is not None:
             self._count("errors")
-            if self.settings.fail_mode == "open" and not isinstance(error, ConfigError):
-                log.error("fail_mode=open, letting the pod through unchanged: %s", error)
+            # Only an OPA that cannot be asked may be bypassed; a pod that cannot be judged never is.
+            if self.settings.fail_mode == "open" and isinstance(error, OpaUnavailable):
+                log.error("fail_mode=open, letting the pod through unchanged: %s", _line(error))
                 self._log_summary(outcome, "failed-open")
                 return
             self._log_summary(outcome, "failed")
@@ -220,9 +268,9 @@ class MutationHook:
     def _log_dry_run(self, outcome: Outcome) -> None:
         error = outcome.error
         if isinstance(error, PodDenied):
-            log.warning("dry-run: would deny %s", error)
+            log.warning("dry-run: would deny %s", _line(error))
         elif error is not None:
-            log.error("dry-run: evaluation failed (the pod goes on unchanged): %s", error)
+            log.error("dry-run: evaluation failed (the pod goes on unchanged): %s", _line(error))
         elif outcome.changed:
             log.info("dry-run: would change %s:\n%s", outcome.pod, outcome.diff())
         else:
@@ -266,6 +314,45 @@ class MutationHook:
     def _timing(self, seconds: float) -> None:
         if self._metrics is not None:
             self._metrics("timing", "opa_mutation.duration", seconds * 1000)
+
+
+_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+
+
+def _redact_env(doc: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``doc`` with every container's ``env`` and ``envFrom`` replaced by a placeholder."""
+    spec, other_spec = doc.get("spec"), other.get("spec")
+    if not isinstance(spec, dict):
+        return doc
+    spec = dict(spec)
+    for kind in _CONTAINER_LISTS:
+        items = spec.get(kind)
+        if not isinstance(items, list):
+            continue
+        others = other_spec.get(kind) if isinstance(other_spec, dict) else None
+        redacted = []
+        for index, item in enumerate(items):
+            twin = others[index] if isinstance(others, list) and index < len(others) else {}
+            container = dict(item) if isinstance(item, dict) else item
+            for key in ("env", "envFrom"):
+                if isinstance(container, dict) and key in container:
+                    value = container[key]
+                    count = len(value) if isinstance(value, list) else 1
+                    same = isinstance(twin, dict) and twin.get(key) == value
+                    container[key] = f"<redacted: {count} entries{'' if same else ', changed'}>"
+            redacted.append(container)
+        spec[kind] = redacted
+    return {**doc, "spec": spec}
+
+
+def _line(value: object) -> str:
+    """A message for one log line: what policy messages echo of the pod cannot break it."""
+    return escape(str(value), limit=16384)
+
+
+def _unreadable(exc: BaseException, ref: PodRef | None, decision_path: str) -> PatchRejected:
+    """The error for a pod object Python itself fails on (its own ``str()`` is not trusted either)."""
+    return PatchRejected(f"the pod cannot be read: {type(exc).__name__}", pod=ref, decision_path=decision_path)
 
 
 # -- the process-wide hook Airflow calls ---------------------------------------------------------------

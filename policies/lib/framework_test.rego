@@ -301,6 +301,17 @@ test_global_exemption_by_dag_and_task_glob if {
 	count(other.patch) > 0
 }
 
+test_no_exemption_by_dag_id_when_only_the_pod_vouches_for_it if {
+	# issue 13: a pod_override writing dag_id=ops_debug into labels and annotations
+	config := {"exempt": {"debugging": {"dag_id": "ops_debug"}}}
+	spoofed := object.union(fx.ke_airflow, {"dag_id": "ops_debug", "untrusted": ["dag_id"]})
+	d := decision with input as {"pod": fx.worker_pod, "airflow": spoofed}
+		with cfg.user as config
+	count(d.patch) > 0
+	framework.global_exemptions == set() with input as {"pod": fx.worker_pod, "airflow": spoofed}
+		with cfg.user as config
+}
+
 test_policy_exemption_by_label_skips_only_that_policy if {
 	config := {"policies": {"service_account_token": {"exempt": {"api-clients": {"labels": {"dag_id": "etl_daily"}}}}}}
 	d := decision with input as {"pod": fx.worker_pod, "airflow": fx.ke_airflow}

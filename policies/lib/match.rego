@@ -7,6 +7,9 @@ package airflow.pod.lib.match
 #   dag_id:      glob on input.airflow.dag_id (absent id: no match)
 #   task_id:     glob on input.airflow.task_id
 #   launcher:    glob on input.airflow.launcher
+# An id listed in input.airflow.untrusted (only the pod's labels or annotations,
+# which the DAG author writes, vouch for it) never matches: see
+# docs/threat-model.md.
 #   labels:      {key: glob} - each label present with a matching value
 #   annotations: {key: glob} - likewise for annotations
 # Globs are OPA glob.match patterns without delimiters: "*" matches any run of
@@ -26,11 +29,11 @@ glob_match(pattern, value) if {
 
 _condition("namespace", want, pod, _) if glob_match(want, object.get(pod, ["metadata", "namespace"], ""))
 
-_condition("dag_id", want, _, airflow) if glob_match(want, airflow.dag_id)
+_condition("dag_id", want, _, airflow) if _trusted_match(want, airflow, "dag_id")
 
-_condition("task_id", want, _, airflow) if glob_match(want, airflow.task_id)
+_condition("task_id", want, _, airflow) if _trusted_match(want, airflow, "task_id")
 
-_condition("launcher", want, _, airflow) if glob_match(want, airflow.launcher)
+_condition("launcher", want, _, airflow) if _trusted_match(want, airflow, "launcher")
 
 _condition("labels", want, pod, _) if _all_match(want, object.get(pod, ["metadata", "labels"], {}))
 
@@ -49,4 +52,9 @@ _all_match(want, values) if {
 any_glob(patterns, value) if {
 	some pattern in patterns
 	glob_match(pattern, value)
+}
+
+_trusted_match(want, airflow, key) if {
+	not key in object.get(airflow, "untrusted", [])
+	glob_match(want, airflow[key])
 }

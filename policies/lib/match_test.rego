@@ -42,3 +42,17 @@ test_any_glob if {
 	not match.any_glob(["quay.io/*"], "busybox:1.36")
 	not match.any_glob([], "busybox:1.36")
 }
+
+test_untrusted_ids_never_match if {
+	spoofed := object.union(fx.ke_airflow, {"dag_id": "ops_debug", "untrusted": ["dag_id", "task_id", "launcher"]})
+	not match.applies({"dag_id": "ops_debug"}, fx.worker_pod, spoofed)
+	not match.applies({"dag_id": "*"}, fx.worker_pod, spoofed)
+	not match.applies({"task_id": "load_*"}, fx.worker_pod, spoofed)
+	not match.applies({"launcher": "kubernetes_executor"}, fx.worker_pod, spoofed)
+	match.applies({"namespace": "airflow"}, fx.worker_pod, spoofed)
+}
+
+test_an_id_not_listed_as_untrusted_still_matches if {
+	partly := object.union(fx.kpo_airflow, {"untrusted": ["run_id"]})
+	match.applies({"dag_id": "ml.*", "task_id": "fit_*", "launcher": "kubernetes_pod_operator"}, fx.kpo_pod, partly)
+}

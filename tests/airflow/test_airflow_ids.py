@@ -92,7 +92,9 @@ def test_kpo_without_a_current_context_falls_back_to_the_labels(kubeconfig, echo
     assert running_task_ids() is None
     pod = _kpo_pod(kubeconfig, try_number=4, map_index=2)
     assert echoed(pod) == {"dag_id": "warehouse", "task_id": "transform", "run_id": make_safe_label_value(RUN_ID),
-                           "try_number": 4, "map_index": 2, "launcher": "kubernetes_pod_operator"}
+                           "try_number": 4, "map_index": 2, "launcher": "kubernetes_pod_operator",
+                           # no running task vouches for them: only the pod does (issue 13)
+                           "untrusted": ["dag_id", "task_id", "run_id", "try_number", "map_index", "launcher"]}
 
 
 def test_kpo_ignores_a_current_context_of_another_task(kubeconfig, echo_opa, process_hook):

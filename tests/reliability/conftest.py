@@ -9,13 +9,19 @@ from typing import Any
 
 import pytest
 
-from airflow_opa_mutation import OpaUnavailable
+from airflow_opa_mutation import OpaUnavailable, PodDenied
 
 from .faultproxy import Fault, FaultProxy
 from .figures import FIGURES
 
 #: How far past ``timeout`` a failing call may return: scheduling jitter on a busy 2-core machine.
 SLACK = 0.5
+
+
+def health_probe(timeout: float) -> float:
+    """The most the health probe after a failed decision call adds (``DecisionClient.health_timeout``)."""
+    del timeout  # a fixed deadline, whatever the call's timeout
+    return 0.5
 
 LABEL_POLICY = 'decision := {"patch": [{"op": "add", "path": "/metadata/labels/seen", "value": "yes"}]}'
 
@@ -32,6 +38,19 @@ def fault_proxy() -> Iterator[Callable[..., FaultProxy]]:
     yield make
     for proxy in proxies:
         proxy.stop()
+
+
+def call_denied(hook: Any, pod: Any, match: str) -> tuple[float, str]:
+    """Call the hook on a pod whose decision call fails while OPA answers /health: the pod is to blame,
+    PodDenied in both fail modes (issue 13), the pod left exactly as it was. Returns wall time and text."""
+    before = pod.to_dict()
+    started = time.monotonic()
+    with pytest.raises(PodDenied, match="OPA is healthy but could not decide on this pod") as raised:
+        hook(pod)
+    elapsed = time.monotonic() - started
+    assert match.lower() in str(raised.value).lower(), str(raised.value)
+    assert pod.to_dict() == before
+    return elapsed, str(raised.value)
 
 
 def call_failing(
@@ -79,4 +98,4 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"{label:<{width}}  {f.value:>10.3f} {f.unit:<6} {f.bound}")
 
 
-__all__ = ["LABEL_POLICY", "SLACK", "Fault", "call_failing"]
+__all__ = ["LABEL_POLICY", "SLACK", "Fault", "call_denied", "call_failing", "health_probe"]

@@ -122,7 +122,7 @@ class OpaProvider:
         hook = self._hooks.get(key)
         if hook is None:
             settings = self.settings if self.policies is None else self._start(json.loads(key))
-            hook = self._hooks[key] = MutationHook(settings)
+            hook = self._hooks[key] = MutationHook(settings, trust_pod_ids=True)
         return hook
 
     def _start(self, delta: dict[str, Any]) -> Settings:

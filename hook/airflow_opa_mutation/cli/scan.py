@@ -81,7 +81,7 @@ class RecordingHook(MutationHook):
     """The process-wide hook during a scan: evaluates in dry-run and records; never mutates nor raises."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
+        super().__init__(settings, trust_pod_ids=True)
         self.outcomes: list[Outcome] = []
 
     def __call__(self, pod: Any) -> None:
