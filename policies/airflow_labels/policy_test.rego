@@ -91,3 +91,14 @@ test_a_pod_without_labels_gets_a_label_map if {
 		{"op": "add", "path": "/metadata/labels/platform", "value": "airflow"},
 	}
 }
+
+# A pod without a labels map gets one through the whole decision: the
+# framework protects the map only where the pod has one (lib/framework.rego).
+test_a_pod_without_labels_gets_a_labels_map if {
+	pod := json.patch(fx.worker_pod, [{"op": "remove", "path": "/metadata/labels"}])
+	config := fx.enable("airflow_labels", {"labels": {"team": "core", "tier": "batch"}})
+	d := data.airflow.pod.decision with input as {"pod": pod, "airflow": fx.ke_airflow}
+		with data.airflow.pod.lib.config.user as config
+	d.deny == []
+	json.patch(pod, d.patch).metadata.labels == {"team": "core", "tier": "batch"}
+}

@@ -168,23 +168,26 @@ _invalid contains msg if {
 
 # Protected fields. _forbidden: pointers no operation may write - Airflow's
 # name, namespace and labels (k8s.protected_label_paths), the base
-# container's name, and their ancestors (writing an ancestor would overwrite them;
-# Airflow's pods always have them). The base container itself may not be
-# removed or replaced (inserting before it is fine).
+# container's name, and their ancestors (writing an ancestor would overwrite
+# them). The labels map itself only where the pod has one: a pod without
+# labels carries no Airflow label to protect, and may be given a map. The
+# base container itself may not be removed or replaced (inserting before it
+# is fine).
 _base_paths contains sprintf("/spec/containers/%d", [i]) if {
 	some i, c in object.get(k8s.pod, ["spec", "containers"], [])
 	c.name == k8s.base_container
 }
 
-_forbidden := ({
+_forbidden := (({
 	"",
 	"/metadata",
 	"/metadata/name",
 	"/metadata/namespace",
-	"/metadata/labels",
 	"/spec",
 	"/spec/containers",
-} | k8s.protected_label_paths) | {concat("", [p, "/name"]) | some p in _base_paths}
+} | _labels_map) | k8s.protected_label_paths) | {concat("", [p, "/name"]) | some p in _base_paths}
+
+_labels_map contains "/metadata/labels" if is_object(k8s.pod.metadata.labels)
 
 _sensitive := _forbidden | _base_paths
 
