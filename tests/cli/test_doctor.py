@@ -32,6 +32,26 @@ def test_a_healthy_local_opa(run, schema_validator):
     assert document["facts"]["decision"]["policies"] == ["team_label", "token_off"]
 
 
+def test_kubernetes_pod_operator_use_asks_for_an_admission_backstop(run, library_server):
+    """Where the KubernetesPodOperator can run, its pods are judged inside the task's process (DAG code can
+    bypass the hook): doctor says Pod Security Admission must back it (docs/threat-model.md)."""
+    import importlib.util
+
+    result = run("doctor", "-o", "json", env={"AIRFLOW__OPA_MUTATION__URL": library_server.url})
+    found = checks(parse(result))["kpo_backstop"]
+    try:
+        kpo_installed = importlib.util.find_spec("airflow.providers.cncf.kubernetes.operators.pod") is not None
+    except ImportError:
+        kpo_installed = False
+    if kpo_installed:  # the airflow environment
+        assert found["status"] == "warn", found
+        assert "bypass" in found["detail"]
+        assert "pod-security.kubernetes.io/enforce" in found["fix"]
+    else:  # kubernetes 37 without Airflow: nothing but the scheduler builds pods
+        assert found["status"] == "ok", found
+    assert result.exit_code == 0, result.output
+
+
 def test_configuration_origins_and_a_running_opa(run, library_server):
     env = {"AIRFLOW__OPA_MUTATION__URL": library_server.url, "AIRFLOW__OPA_MUTATION__FAIL_MODE": "open",
            "AIRFLOW__OPA_MUTATION__TOKEN": "not-shown"}

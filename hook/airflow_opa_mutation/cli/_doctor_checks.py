@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import importlib.util
 import ipaddress
 import uuid
 from collections.abc import Callable
@@ -129,8 +130,32 @@ def check_fail_mode(settings: Settings) -> list[Check]:
     return [Check("fail_mode", "ok", "fail_mode = closed: no pod goes out without a decision")]
 
 
+#: Where the KubernetesPodOperator lives; found without importing Airflow.
+_KPO_MODULE = "airflow.providers.cncf.kubernetes.operators.pod"
+
+
+def check_kpo_backstop(settings: Settings) -> list[Check]:
+    """The KubernetesPodOperator calls the hook inside the task's own process, where DAG code can skip it:
+    for those pods the hook is no boundary, Kubernetes admission must be (docs/threat-model.md)."""
+    try:
+        kpo = importlib.util.find_spec(_KPO_MODULE) is not None
+    except ImportError:  # the provider package itself is missing
+        kpo = False
+    if not kpo:
+        return [Check("kpo_backstop", "ok", "no KubernetesPodOperator here: every pod is built by the scheduler")]
+    detail = (
+        "the KubernetesPodOperator is installed: its pods are judged inside the task's own process, where DAG "
+        "code can bypass any in-process hook"
+    )
+    fix = (
+        "label the namespaces those pods run in with pod-security.kubernetes.io/enforce (restricted or baseline) "
+        "as the backstop; see docs/threat-model.md"
+    )
+    return [Check("kpo_backstop", "warn", detail, fix)]
+
+
 #: Checks of valid settings that ask no OPA.
-CONFIG_CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (check_mode, check_fail_mode)
+CONFIG_CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (check_mode, check_fail_mode, check_kpo_backstop)
 
 
 # -- asking OPA ---------------------------------------------------------------------------------------------
