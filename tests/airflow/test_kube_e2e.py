@@ -129,6 +129,7 @@ class Run:
     pods: list[dict[str, Any]]
     output: str
     seconds: float
+    events: list[tuple[str, str, str]]  # the metadata DB's event log: (event, task_id, extra)
 
 
 @pytest.fixture(scope="module")
@@ -173,10 +174,13 @@ def kpo_run(airflow_home: tuple[Path, dict[str, str]], kube_cluster: ControlPlan
     return result
 
 
-def _task_states(database: Path, dag_id: str) -> dict[str, str]:
+def _query(database: Path, sql: str, *params: str) -> list[Any]:
     with contextlib.closing(sqlite3.connect(database, timeout=5)) as connection:
-        rows = connection.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ?", (dag_id,)).fetchall()
-    return dict(rows)
+        return connection.execute(sql, params).fetchall()
+
+
+def _task_states(database: Path, dag_id: str) -> dict[str, str]:
+    return dict(_query(database, "SELECT task_id, state FROM task_instance WHERE dag_id = ?", dag_id))
 
 
 @pytest.fixture(scope="module")
@@ -217,8 +221,10 @@ def executor_run(airflow_home: tuple[Path, dict[str, str]], kpo_run: dict[str, A
         f"log tail:\n{output[-6000:]}"
     )
     time.sleep(1)  # a pod created in the last poll interval would show now
-    run = Run(_task_states(home / "airflow.db", "executor_e2e"), kube_cluster.list_pods(EXECUTOR_NS), output,
-              seconds)
+    database = home / "airflow.db"
+    events = _query(database, "SELECT event, task_id, extra FROM log WHERE dag_id = ?", "executor_e2e")
+    run = Run(_task_states(database, "executor_e2e"), kube_cluster.list_pods(EXECUTOR_NS), output, seconds,
+              [tuple(event) for event in events])
     REPORT.setdefault("airflow", []).append(
         f"KubernetesExecutor: scheduler start to worker pod stored {seconds:.0f} s, "
         f"pods created {len(run.pods)} of 2 (one denied)"
@@ -268,6 +274,10 @@ def test_executor_denied_task_fails_with_the_reason_in_the_scheduler_log_and_no_
     assert "task_id='escalate'" in failure
     assert '[deny_privileged] container "base" is privileged' in failure
     assert f"{EXECUTOR_NS}/executor-e2e-escalate-" in failure  # the pod the hook refused, named
+    # The task's event log records the failure, but not its reason: PodMutationHookException, which the
+    # executor hands on as the failure's info, has no message of its own (the reason is its __cause__).
+    [(_, _, extra)] = [e for e in executor_run.events if e[:2] == ("state mismatch", "escalate")]
+    assert "finished with state failed" in extra and extra.rstrip().endswith("Extra info:")
 
 
 # -- KubernetesPodOperator ------------------------------------------------------------------------------
