@@ -221,7 +221,6 @@ def executor_run(airflow_home: tuple[Path, dict[str, str]], kpo_run: dict[str, A
         f"after {seconds:.0f} s: states {states}, {len(pods)} pods; scheduler exit {scheduler.returncode}, "
         f"log tail:\n{output[-6000:]}"
     )
-    time.sleep(1)  # a pod created in the last poll interval would show now
     database = home / "airflow.db"
     events = _query(database, "SELECT event, task_id, extra FROM log WHERE dag_id = ?", "executor_e2e")
     run = Run(_task_states(database, "executor_e2e"), kube_cluster.list_pods(EXECUTOR_NS), output, seconds,
