@@ -19,6 +19,10 @@ from airflow_opa_mutation.cli._local_opa import LocalOpa
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"
 
+# The real control plane's fixtures (``kube_cluster``, ``kube_namespace``): one per session, for tests/kube
+# and tests/airflow alike.
+pytest_plugins = ["tests.kube.fixtures"]
+
 # The venvs live in a per-user cache shared by every clone; the project's scripts put this clone's hook/
 # first on PYTHONPATH (subprocesses and Airflow's entry point loading inherit it). Refuse to test another
 # clone's package by accident.

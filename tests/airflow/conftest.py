@@ -338,4 +338,5 @@ def run_airflow(code: str, env: dict[str, str], *, timeout: float = 120) -> dict
     assert len(reports) == 1, f"expected one report\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     result: dict[str, Any] = json.loads(reports[0])
     result["_seconds"] = time.monotonic() - started
+    result["_output"] = done.stdout + done.stderr  # Airflow's own logs (task logs under dag.test())
     return result

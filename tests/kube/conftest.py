@@ -1,60 +1,6 @@
-"""The session's real Kubernetes control plane (tests/kube/cluster.py) and namespaces in it.
+"""The control-plane fixtures live in tests/kube/fixtures.py, a plugin the root conftest loads, so that
+tests/airflow shares the session's one control plane with tests/kube."""
 
-One etcd + kube-apiserver per pytest session, started on first use and stopped at the end; when a test
-failed, its folder (logs, kubeconfig, certificates) is kept and named in the summary. Missing binaries
-are an error, never a skip: scripts/install-tools builds them.
-"""
+from .fixtures import REPORT
 
-from __future__ import annotations
-
-import itertools
-from collections.abc import Callable, Iterator
-from typing import Any
-
-import pytest
-
-from .cluster import ControlPlane
-
-# What the terminal summary reports: start-up time, kept folder, pods created, samples' restricted verdicts.
-REPORT: dict[str, Any] = {"restricted": {}}
-_names = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def kube_cluster(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
-    plane = ControlPlane().start()
-    REPORT["start_seconds"] = plane.start_seconds
-    REPORT["workdir"] = plane.workdir
-    yield plane
-    failed = request.session.testsfailed > 0
-    REPORT["kept"] = failed
-    plane.stop(keep=failed)
-
-
-@pytest.fixture
-def kube_namespace(kube_cluster: ControlPlane) -> Callable[..., str]:
-    """Create a fresh namespace: ``kube_namespace("restricted")`` enforces that Pod Security level."""
-
-    def make(enforce: str | None = None, *, warn: str | None = None, prefix: str = "t") -> str:
-        name = f"{prefix}-{enforce or 'none'}-{next(_names)}"
-        kube_cluster.namespace(name, enforce=enforce, warn=warn)
-        return name
-
-    return make
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if "start_seconds" not in REPORT:
-        return
-    write = terminalreporter.write_line
-    terminalreporter.section("kube-apiserver control plane (tests/kube)")
-    write(f"etcd + kube-apiserver ready in {REPORT['start_seconds']:.1f} s")
-    if REPORT.get("kept"):
-        write(f"a test failed: logs, kubeconfig and certificates kept in {REPORT['workdir']}")
-    if REPORT["restricted"]:
-        rejected = {k: v for k, v in REPORT["restricted"].items() if v}
-        write(
-            f"samples admitted at baseline: {len(REPORT['restricted'])}; would be rejected at restricted: {len(rejected)}"
-        )
-        for sample, warnings in sorted(rejected.items()):
-            write(f"  {sample}: {warnings[0][:160]}")
+__all__ = ["REPORT"]

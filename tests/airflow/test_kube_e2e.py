@@ -1,0 +1,342 @@
+"""Airflow end to end against a real kube-apiserver (tests/kube/cluster.py): real Airflow 3.3 and the
+cncf.kubernetes provider create their pods in it, through the hook and the shipped policies in a real OPA.
+
+- KubernetesExecutor: a real ``airflow scheduler`` (sqlite metadata DB, its own AIRFLOW_HOME, the
+  ``[kubernetes_executor]`` section pointing at the fixture's kubeconfig) runs a DAG of two tasks. The
+  worker pod of ``load`` is stored mutated, with the audit annotation; ``escalate`` asks for a privileged
+  container through ``executor_config``, is denied by the hook, fails with the policy's reason in the
+  scheduler's log, and no pod of it ever reaches the API server.
+- KubernetesPodOperator: ``dag.test()`` runs a DAG of two operators (``config_file`` = the kubeconfig,
+  ``in_cluster=False``, a 3 s startup timeout: no kubelet will ever start the pod, so the task then fails,
+  and ``keep_pod`` leaves the pod to inspect); the denied one is never created. ``dry_run()`` prints the
+  same mutation the API server stored.
+
+No kubelet or controller-manager runs: pods stay Pending, which is enough, since what we test is what the
+API server accepts and stores. Namespaces enforce Pod Security ``baseline``. One Airflow home per module:
+``airflow db migrate`` costs ~20-30 s, so it is done once and shared by both paths (one after the other:
+sqlite takes one writer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from airflow_opa_mutation import AUDIT_ANNOTATION
+
+from ..kube.cluster import ControlPlane
+from ..kube.fixtures import REPORT
+from .conftest import airflow_env, run_airflow
+
+pytestmark = pytest.mark.airflow
+
+EXECUTOR_NS = "airflow-executor"
+KPO_NS = "airflow-kpo"
+WORKER_SA = "airflow-worker"  # the executor's pod template names it; no controller creates it here
+
+EXECUTOR_DAG = '''
+from datetime import datetime
+
+from kubernetes.client import models as k8s
+
+from airflow.sdk import dag, task
+
+PRIVILEGED = {"pod_override": k8s.V1Pod(spec=k8s.V1PodSpec(containers=[
+    k8s.V1Container(name="base", security_context=k8s.V1SecurityContext(privileged=True)),
+]))}
+
+
+@dag(schedule="@once", start_date=datetime(2026, 1, 1), catchup=False)
+def executor_e2e():
+    @task
+    def load():
+        return "never runs: no kubelet"
+
+    @task(executor_config=PRIVILEGED)
+    def escalate():
+        return "never runs: denied"
+
+    load()
+    escalate()
+
+
+executor_e2e()
+'''
+
+KPO_DAG = '''
+from datetime import datetime
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import DAG
+
+COMMON = dict(
+    image="ghcr.io/example/dbt:1.8.2", namespace={namespace!r}, cmds=["dbt"], arguments=["run"],
+    labels={{"team": "analytics"}}, kubernetes_conn_id=None, in_cluster=False, config_file={kubeconfig!r},
+    startup_timeout_seconds=3, startup_check_interval_seconds=1, on_finish_action="keep_pod", get_logs=False,
+)
+
+with DAG("kpo_e2e", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+    KubernetesPodOperator(task_id="transform", name="dbt-run", **COMMON)
+    KubernetesPodOperator(task_id="escalate", name="dbt-root", container_security_context={{"privileged": True}},
+                          **COMMON)
+'''
+
+#: One interpreter: the metadata DB and both DAGs serialized (what ``airflow db migrate`` and ``airflow dags
+#: reserialize`` do), then the KubernetesPodOperator DAG under ``dag.test()`` and its operators' dry runs.
+PREPARE_AND_RUN_KPO = """
+import argparse, contextlib, io, sys
+from airflow.utils import db
+from airflow.cli.commands.dag_command import dag_reserialize
+
+db.upgradedb()
+dag_reserialize(argparse.Namespace(bundle_name=None))
+
+sys.path.insert(0, "dags")
+import kpo_e2e
+
+run = kpo_e2e.dag.test()
+dry_runs = {}
+for task in kpo_e2e.dag.tasks:
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            task.dry_run()
+    except Exception as exc:
+        printed.write(f"RAISED {type(exc).__name__}: {exc}")
+    dry_runs[task.task_id] = printed.getvalue()
+report({"states": {ti.task_id: ti.state for ti in run.get_task_instances()}, "dry_runs": dry_runs,
+        "records": RECORDS})
+"""
+
+
+@dataclass
+class Run:
+    """What one Airflow run left behind: task states, the pods in its namespace, its output."""
+
+    states: dict[str, str]
+    pods: list[dict[str, Any]]
+    output: str
+    seconds: float
+    events: list[tuple[str, str, str]]  # the metadata DB's event log: (event, task_id, extra)
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory, kube_cluster: ControlPlane, library_opa: Any,
+                 template_file: Path) -> tuple[Path, dict[str, str]]:
+    """An AIRFLOW_HOME with both DAGs, and the environment pointing Airflow at the control plane and OPA."""
+    kube_cluster.namespace(EXECUTOR_NS, enforce="baseline")
+    kube_cluster.service_account(EXECUTOR_NS, WORKER_SA)
+    kube_cluster.namespace(KPO_NS, enforce="baseline")
+    home = tmp_path_factory.mktemp("airflow-kube-home")
+    dags = home / "dags"
+    dags.mkdir()
+    (dags / "executor_e2e.py").write_text(EXECUTOR_DAG)
+    (dags / "kpo_e2e.py").write_text(KPO_DAG.format(namespace=KPO_NS, kubeconfig=str(kube_cluster.kubeconfig)))
+    env = airflow_env(
+        home,
+        AIRFLOW__CORE__EXECUTOR="KubernetesExecutor",
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+        AIRFLOW__KUBERNETES_EXECUTOR__IN_CLUSTER="False",
+        AIRFLOW__KUBERNETES_EXECUTOR__CONFIG_FILE=str(kube_cluster.kubeconfig),
+        AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE=EXECUTOR_NS,
+        AIRFLOW__KUBERNETES_EXECUTOR__POD_TEMPLATE_FILE=str(template_file),
+        AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_REPOSITORY="apache/airflow",
+        AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_TAG="3.3.2",
+        AIRFLOW__OPA_MUTATION__URL=library_opa.url,
+    )
+    env.pop("KUBECONFIG", None)  # only the configured kubeconfig may be used
+    return home, env
+
+
+@pytest.fixture(scope="module")
+def kpo_run(airflow_home: tuple[Path, dict[str, str]], kube_cluster: ControlPlane) -> dict[str, Any]:
+    _, env = airflow_home
+    result = run_airflow(PREPARE_AND_RUN_KPO, env, timeout=300)
+    result["pods"] = kube_cluster.list_pods(KPO_NS)
+    REPORT.setdefault("airflow", []).append(
+        f"KubernetesPodOperator: db migrate + dag.test() {result['_seconds']:.0f} s, "
+        f"pods created {len(result['pods'])} of 2 (one denied)"
+    )
+    return result
+
+
+def _query(database: Path, sql: str, *params: str) -> list[Any]:
+    with contextlib.closing(sqlite3.connect(database, timeout=5)) as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+def _task_states(database: Path, dag_id: str) -> dict[str, str]:
+    return dict(_query(database, "SELECT task_id, state FROM task_instance WHERE dag_id = ?", dag_id))
+
+
+@pytest.fixture(scope="module")
+def executor_run(airflow_home: tuple[Path, dict[str, str]], kpo_run: dict[str, Any],
+                 kube_cluster: ControlPlane) -> Run:
+    """``airflow scheduler`` until the worker pod of ``load`` is stored and ``escalate`` has failed, then
+    killed. ``kpo_run`` migrated the DB first."""
+    home, env = airflow_home
+    log = home / "scheduler.log"
+    started = time.monotonic()
+    with log.open("wb") as out:
+        # Own process group: none of the scheduler's children (executor manager, pod watcher) can outlive it.
+        scheduler = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "scheduler", "--skip-serve-logs"],
+            env=env, cwd=home, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        states: dict[str, str] = {}
+        pods: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and scheduler.poll() is None:
+            states = _task_states(home / "airflow.db", "executor_e2e")
+            pods = kube_cluster.list_pods(EXECUTOR_NS)
+            if states.get("escalate") == "failed" and pods:
+                break
+            time.sleep(1)
+        seconds = time.monotonic() - started
+    finally:
+        # SIGKILL, the whole group: a graceful stop (SIGTERM) waits 20 s for the executor's pod watcher,
+        # blocked in its watch request, and proves nothing here. The metadata DB is thrown away.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(scheduler.pid, signal.SIGKILL)
+        scheduler.wait()
+    output = log.read_text(errors="replace")
+    assert states.get("escalate") == "failed" and pods, (
+        f"after {seconds:.0f} s: states {states}, {len(pods)} pods; scheduler exit {scheduler.returncode}, "
+        f"log tail:\n{output[-6000:]}"
+    )
+    database = home / "airflow.db"
+    events = _query(database, "SELECT event, task_id, extra FROM log WHERE dag_id = ?", "executor_e2e")
+    run = Run(_task_states(database, "executor_e2e"), kube_cluster.list_pods(EXECUTOR_NS), output, seconds,
+              [tuple(event) for event in events])
+    REPORT.setdefault("airflow", []).append(
+        f"KubernetesExecutor: scheduler start to worker pod stored {seconds:.0f} s, "
+        f"pods created {len(run.pods)} of 2 (one denied)"
+    )
+    return run
+
+
+#: What the library's security_context policy gives a container that asked for nothing (Kubernetes JSON).
+HARDENED = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def camel(value: Any) -> Any:
+    """The kubernetes client's ``to_dict()`` keys (what ``dry_run()`` prints) as Kubernetes JSON spells them."""
+    if isinstance(value, dict):
+        return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel(v) for v in value]
+    return value
+
+
+def assert_stored_with_the_library_mutation(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod as the API server stored it (Kubernetes JSON) carries the library's hardening and the audit
+    annotation; returns the decoded annotation."""
+    base = pod["spec"]["containers"][0]
+    assert base["name"] == "base"
+    assert base["securityContext"].items() >= HARDENED.items()
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    audit: dict[str, Any] = json.loads(pod["metadata"]["annotations"][AUDIT_ANNOTATION])
+    assert {"security_context", "service_account_token"} <= set(audit["policies"])
+    assert pod["status"]["phase"] == "Pending" and "nodeName" not in pod["spec"]  # no scheduler, no kubelet
+    return audit
+
+
+# -- KubernetesExecutor ---------------------------------------------------------------------------------
+
+
+def test_executor_worker_pod_is_stored_mutated_with_the_audit_annotation(executor_run: Run):
+    [pod] = [p for p in executor_run.pods if p["metadata"]["labels"].get("task_id") == "load"]
+    audit = assert_stored_with_the_library_mutation(pod)
+    labels, annotations = pod["metadata"]["labels"], pod["metadata"]["annotations"]
+    assert labels["kubernetes_executor"] == "True" and labels["dag_id"] == "executor_e2e"
+    assert labels["team"] == "data-platform"  # the pod template file
+    assert annotations["task_id"] == "load" and annotations["run_id"] == "scheduled__2026-01-01T00:00:00+00:00"
+    assert pod["spec"]["serviceAccountName"] == WORKER_SA
+    assert pod["metadata"]["namespace"] == EXECUTOR_NS
+    # the stored object is the one this scheduler's hook decided on: its log names the same request
+    assert f"request_uid={audit['request_uid']}" in executor_run.output
+    assert executor_run.states["load"] == "queued"  # waits for a kubelet that never comes
+
+
+def test_executor_denied_task_fails_with_the_reason_in_the_scheduler_log_and_no_pod(executor_run: Run):
+    assert executor_run.states["escalate"] == "failed"
+    assert [p["metadata"]["labels"]["task_id"] for p in executor_run.pods] == ["load"]  # nothing of escalate
+    [failure] = [line for line in executor_run.output.splitlines() if "Pod Mutation Hook failed for the task" in line]
+    assert "task_id='escalate'" in failure
+    assert '[deny_privileged] container "base" is privileged' in failure
+    assert f"{EXECUTOR_NS}/executor-e2e-escalate-" in failure  # the pod the hook refused, named
+    # The task's event log records the failure, but not its reason: PodMutationHookException, which the
+    # executor hands on as the failure's info, has no message of its own (the reason is its __cause__).
+    [(_, _, extra)] = [e for e in executor_run.events if e[:2] == ("state mismatch", "escalate")]
+    assert "finished with state failed" in extra and extra.rstrip().endswith("Extra info:")
+
+
+# -- KubernetesPodOperator ------------------------------------------------------------------------------
+
+
+def test_kpo_pod_is_stored_mutated_and_the_task_times_out_waiting_for_a_kubelet(kpo_run: dict[str, Any]):
+    [pod] = kpo_run["pods"]
+    assert_stored_with_the_library_mutation(pod)
+    labels = pod["metadata"]["labels"]
+    assert (labels["dag_id"], labels["task_id"]) == ("kpo_e2e", "transform")
+    assert labels["kubernetes_pod_operator"] == "True" and labels["airflow_kpo_in_cluster"] == "False"
+    assert labels["team"] == "analytics"
+    assert pod["metadata"]["namespace"] == KPO_NS and pod["metadata"]["name"].startswith("dbt-run-")
+    assert pod["spec"]["containers"][0]["image"] == "ghcr.io/example/dbt:1.8.2"
+    assert kpo_run["states"]["transform"] == "failed"
+    assert "PodLaunchTimeoutException" in kpo_run["_output"]
+
+
+def test_kpo_denied_pod_is_never_created_and_the_task_fails_with_the_reason(kpo_run: dict[str, Any]):
+    assert kpo_run["states"]["escalate"] == "failed"
+    assert all(p["metadata"]["labels"]["task_id"] != "escalate" for p in kpo_run["pods"])
+    assert "PodDenied: denied by policy: [deny_privileged]" in kpo_run["_output"]  # the task's log
+    assert any(level == "ERROR" and "[deny_privileged]" in message and "task_id=escalate" in message
+               for level, message in kpo_run["records"])
+
+
+def test_kpo_dry_run_prints_the_mutation_the_api_server_stored(kpo_run: dict[str, Any]):
+    printed = kpo_run["dry_runs"]["transform"]
+    dry = yaml.safe_load(printed[printed.index("api_version: v1"):])
+    [stored] = kpo_run["pods"]
+    printed_context = camel(dry["spec"]["containers"][0]["security_context"])
+    assert printed_context.items() >= HARDENED.items()
+    assert printed_context == stored["spec"]["containers"][0]["securityContext"]
+    assert dry["spec"]["automount_service_account_token"] is stored["spec"]["automountServiceAccountToken"] is False
+    printed_audit = json.loads(dry["metadata"]["annotations"][AUDIT_ANNOTATION])
+    stored_audit = json.loads(stored["metadata"]["annotations"][AUDIT_ANNOTATION])
+    assert printed_audit["policies"] == stored_audit["policies"]
+    # the privileged operator's dry run is refused by the same policy, before anything is printed
+    assert "RAISED PodDenied: denied by policy: [deny_privileged]" in kpo_run["dry_runs"]["escalate"]
+
+
+def test_airflow_never_sent_a_pod_the_hook_denied(kube_cluster: ControlPlane, executor_run: Run,
+                                                  kpo_run: dict[str, Any]):
+    """Across both namespaces, every stored pod carries the audit annotation, and none is privileged."""
+    pods = kube_cluster.list_pods(EXECUTOR_NS) + kube_cluster.list_pods(KPO_NS)
+    assert len(pods) == 2
+    for pod in pods:
+        assert AUDIT_ANNOTATION in pod["metadata"]["annotations"]
+        assert not any((c.get("securityContext") or {}).get("privileged") for c in pod["spec"]["containers"])
