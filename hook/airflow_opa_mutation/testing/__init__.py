@@ -133,6 +133,7 @@ class _Servers:
 
         key = json.dumps([[str(Path(p).resolve()) for p in policies], delta or {}], sort_keys=True)
         if key not in self.servers:
+            failure = None
             try:
                 self.servers[key] = start_opa(
                     policies,
@@ -140,8 +141,10 @@ class _Servers:
                     backend=_setting(self.config, "backend") or "auto",
                     image=_setting(self.config, "image") or DEFAULT_IMAGE,
                 )
-            except RuntimeError as exc:  # OpaStartError: a usage problem, reported without a traceback
-                pytest.fail(str(exc), pytrace=False)
+            except RuntimeError as exc:  # OpaStartError: OPA's own message says it all, no traceback
+                failure = str(exc)
+            if failure is not None:
+                pytest.fail(failure, pytrace=False)
         return self.servers[key]
 
     def runner(self, server: OpaServer) -> PolicyRunner:
@@ -181,8 +184,10 @@ def opa_mutation_server(pytestconfig: pytest.Config, _opa_mutation_servers: _Ser
     try:
         delta = load_config(config_file) if config_file else None
     except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    return _opa_mutation_servers.server(policies, delta)
+        failure = str(exc)
+    else:
+        return _opa_mutation_servers.server(policies, delta)
+    pytest.fail(failure, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -192,9 +197,7 @@ def opa_mutation(opa_mutation_server: OpaServer, _opa_mutation_servers: _Servers
 
 
 @pytest.fixture(scope="session")
-def start_opa_mutation(
-    pytestconfig: pytest.Config, _opa_mutation_servers: _Servers
-) -> Callable[..., PolicyRunner]:
+def start_opa_mutation(pytestconfig: pytest.Config, _opa_mutation_servers: _Servers) -> Callable[..., PolicyRunner]:
     """``start_opa_mutation(policies=None, config=None)``: a runner against OPA with these policies (default:
     the configured ones) and this configuration delta (a mapping, or a YAML/JSON file)."""
 

@@ -160,7 +160,12 @@ class PolicyRunner:
         from ._dags import run_dag
 
         return run_dag(
-            self, dag, launcher=launcher, pod_template_file=pod_template_file, max_map=max_map, raise_errors=raise_errors
+            self,
+            dag,
+            launcher=launcher,
+            pod_template_file=pod_template_file,
+            max_map=max_map,
+            raise_errors=raise_errors,
         )
 
 

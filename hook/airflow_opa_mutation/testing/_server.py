@@ -147,7 +147,7 @@ def start_opa(
 ) -> OpaServer:
     """Start OPA serving ``policies`` (folders or files) and the configuration delta ``config``."""
     if not policies:
-        raise OpaStartError("no policies to serve: give --opa-mutation-policies DIR or the opa_mutation_policies ini option")
+        raise OpaStartError("no policies to serve: give a policy folder (--opa-mutation-policies)")
     paths = tuple(Path(p).resolve() for p in policies)
     for path in paths:
         if not path.exists():
@@ -160,15 +160,15 @@ def start_opa(
             data = Path(tmp) / "config.json"
             data.write_text(json.dumps(config_document(config)))
         if chosen == "container":
-            return _start_container(paths, config, data, image, startup_timeout, tmp)
-        return _start_binary(paths, config, data, startup_timeout, tmp)
+            return _start_container(paths, config, data, image=image, timeout=startup_timeout, tmp=tmp)
+        return _start_binary(paths, config, data, timeout=startup_timeout, tmp=tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
 def _start_binary(
-    paths: tuple[Path, ...], config: Mapping[str, Any] | None, data: Path | None, timeout: float, tmp: str
+    paths: tuple[Path, ...], config: Mapping[str, Any] | None, data: Path | None, *, timeout: float, tmp: str
 ) -> OpaServer:
     from ..cli._local_opa import LocalOpa, OpaNotFound
 
@@ -187,6 +187,7 @@ def _start_container(
     paths: tuple[Path, ...],
     config: Mapping[str, Any] | None,
     data: Path | None,
+    *,
     image: str,
     timeout: float,
     tmp: str,
@@ -198,7 +199,10 @@ def _start_container(
             "the container backend needs testcontainers: pip install 'airflow-opa-mutation[testing]'"
         ) from None
     arguments = []
-    container = DockerContainer(image).with_exposed_ports(CONTAINER_PORT)
+    try:
+        container = DockerContainer(image).with_exposed_ports(CONTAINER_PORT)
+    except Exception as exc:  # the docker library: no engine answers
+        raise OpaStartError(f"cannot start {image} through the container engine: {exc}") from None
     for index, path in enumerate(paths):
         staged = _stage(path, Path(tmp) / "policies" / str(index))
         container.with_copy_into_container(staged, "/policies")
