@@ -45,7 +45,7 @@ def test_the_example_passes_against_the_shipped_library(pytester: pytest.Pyteste
     """examples/policy-tests, as a team runs it in its CI; its ini names ../../policies, which the copy
     lacks: the command line overrides it. test_dags.py needs Airflow: tests/airflow runs it."""
     copy_example(pytester)
-    result = pytester.runpytest_subprocess("tests/test_pods.py", "--opa-mutation-policies", str(POLICIES), *BINARY)
+    result = pytester.runpytest_subprocess("tests/test_pods.py", f"--opa-mutation-policies={POLICIES}", *BINARY)
     result.assert_outcomes(passed=4)
 
 
@@ -116,7 +116,7 @@ def test_a_policy_error_fails_the_tests_with_opa_s_message(pytester: pytest.Pyte
     (pytester.path / "rego").mkdir()
     (pytester.path / "rego" / "broken.rego").write_text("package airflow.pod\n\ndecision := {\n")
     pytester.makepyfile(test_x="def test_x(opa_mutation):\n    pass\n")
-    result = pytester.runpytest_subprocess("--opa-mutation-policies", "rego", *BINARY)
+    result = pytester.runpytest_subprocess("--opa-mutation-policies=rego", *BINARY)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*OPA could not start with */rego: OPA exited with 1 on start:", "*broken.rego:4: rego_parse_error*"])
 
@@ -130,7 +130,7 @@ def test_without_policies_the_fixture_says_what_to_configure(pytester: pytest.Py
 
 def test_tests_that_do_not_use_the_fixtures_start_no_opa(pytester: pytest.Pytester):
     pytester.makepyfile(test_x="def test_x():\n    import sys\n    assert 'kubernetes' not in sys.modules\n")
-    result = pytester.runpytest_subprocess("--opa-mutation-policies", "nowhere", *BINARY)
+    result = pytester.runpytest_subprocess("--opa-mutation-policies=nowhere", *BINARY)
     result.assert_outcomes(passed=1)
 
 
