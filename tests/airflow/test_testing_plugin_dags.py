@@ -3,7 +3,9 @@ team runs it, and ``run_dag`` on a DAG object and on tests/airflow/dags_scan (th
 
 from __future__ import annotations
 
+import re
 import shutil
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,17 +20,26 @@ pytest_plugins = ["pytester"]
 DAGS = REPO / "tests" / "airflow" / "dags_scan"
 
 
-def test_the_example_passes_against_the_shipped_library(pytester: pytest.Pytester):
-    """The whole example, DAG tests included (the session's AIRFLOW_HOME is inherited: a throw-away one)."""
+def readme_example() -> str:
+    """The README's example test file (section "Testing your DAGs against your policies")."""
+    section = (REPO / "README.md").read_text().split("## Testing your DAGs against your policies", 1)[1]
+    [code] = re.findall(r"```python\n# tests/test_policies.py\n(.*?)```", section, re.DOTALL)
+    return str(code)
+
+
+def test_the_example_and_the_readme_s_pass_against_the_shipped_library(pytester: pytest.Pytester):
+    """The whole example, DAG tests included, and the README's test file dropped into it (the session's
+    AIRFLOW_HOME is inherited: a throw-away one)."""
     shutil.copytree(REPO / "examples" / "policy-tests", pytester.path, dirs_exist_ok=True)
+    (pytester.path / "tests" / "test_policies.py").write_text(readme_example())
     result = pytester.runpytest_subprocess(
         f"--opa-mutation-policies={POLICIES}", "--opa-mutation-backend", "binary", "-p", "no:cacheprovider"
     )
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=9)
 
 
 @pytest.fixture(scope="module")
-def library() -> PolicyRunner:
+def library() -> Iterator[PolicyRunner]:
     server = start_opa([POLICIES], backend="binary")
     runner = PolicyRunner.for_server(server)
     yield runner
