@@ -136,6 +136,7 @@ def test_tests_that_do_not_use_the_fixtures_start_no_opa(pytester: pytest.Pytest
 
 def test_auto_uses_the_binary_where_no_engine_answers(monkeypatch, tmp_path):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-engine.sock'}")
-    assert resolve_backend("auto") == "binary"
+    backend, why = resolve_backend("auto")
+    assert backend == "binary" and "no-engine.sock does not answer" in why
     with pytest.raises(OpaStartError, match=r"cannot start openpolicyagent/opa:.* through the container engine"):
         start_opa([POLICIES], backend="container")

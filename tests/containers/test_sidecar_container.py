@@ -5,24 +5,23 @@ masked decision logs to the collector."""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 import requests
 from kubernetes import client as k8s
 
 from airflow_opa_mutation import MutationHook, PodDenied, Settings
+from airflow_opa_mutation._version import OPA_VERSION
 from airflow_opa_mutation.hook import AUDIT_ANNOTATION
 
 from ..bundles.conftest import BUNDLE, MARKER, RESOURCE, SECRET, injected_marker, secret_pod
-from ..conftest import REPO, worker_pod
+from ..conftest import worker_pod
 from .conftest import REVISION, decide, opa_service
 
 
 def _pinned_opa() -> str:
-    match = re.search(r"^OPA_VERSION=v(\S+)$", (REPO / "scripts" / "versions.env").read_text(), re.MULTILINE)
-    assert match
-    return match.group(1)
+    """scripts/versions.env reads the pin from the package (hook/airflow_opa_mutation/_version.py)."""
+    return OPA_VERSION
 
 
 @pytest.fixture

@@ -111,30 +111,45 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return document
 
 
-def engine_answers() -> bool:
-    """Whether ``testcontainers`` is installed and a Docker-API engine answers its ping."""
+def engine_answers(attempts: int = 3) -> str | None:
+    """None when ``testcontainers`` is installed and a Docker-API engine answers its ping, else why not.
+
+    A busy engine may drop a connection: asked ``attempts`` times before ``auto`` settles for the binary.
+    """
     try:
         from testcontainers.core.docker_client import DockerClient
     except ImportError:
-        return False
+        return "testcontainers is not installed"
     if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
-        return False  # nothing to ask: avoid the client's own discovery and its timeouts
-    try:
-        client = DockerClient()
+        return "no DOCKER_HOST and no /var/run/docker.sock"  # nothing to ask: skip the client's discovery
+    reason = ""
+    for attempt in range(attempts):
         try:
-            return bool(client.client.ping())
-        finally:
-            client.client.close()
-    except Exception:  # the engine does not answer: any error of the docker library
-        return False
+            client = DockerClient()
+            try:
+                if client.client.ping():
+                    return None
+            finally:
+                client.client.close()
+        except Exception as exc:  # the engine does not answer: any error of the docker library
+            reason = (
+                f"the engine at {os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')} does not answer: {exc}"
+            )
+        if attempt + 1 < attempts:
+            time.sleep(0.5)
+    return reason or "the engine's ping failed"
 
 
-def resolve_backend(backend: str) -> str:
+def resolve_backend(backend: str) -> tuple[str, str]:
+    """The backend to use, and why (for error messages)."""
     if backend not in BACKENDS:
         raise OpaStartError(f"unknown OPA backend {backend!r}: one of {', '.join(BACKENDS)}")
     if backend != "auto":
-        return backend
-    return "container" if engine_answers() else "binary"
+        return backend, f"--opa-mutation-backend {backend}"
+    why_not = engine_answers()
+    if why_not is None:
+        return "container", "auto: a container engine answers"
+    return "binary", f"auto: no container engine ({why_not})"
 
 
 def start_opa(
@@ -152,7 +167,7 @@ def start_opa(
     for path in paths:
         if not path.exists():
             raise OpaStartError(f"the policy path {path} does not exist")
-    chosen = resolve_backend(backend)
+    chosen, why = resolve_backend(backend)
     tmp = tempfile.mkdtemp(prefix="aom-testing-")
     try:
         data = None
@@ -162,6 +177,9 @@ def start_opa(
         if chosen == "container":
             return _start_container(paths, config, data, image=image, timeout=startup_timeout, tmp=tmp)
         return _start_binary(paths, config, data, timeout=startup_timeout, tmp=tmp)
+    except OpaStartError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OpaStartError(f"{exc}\n(backend {chosen}: {why})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
