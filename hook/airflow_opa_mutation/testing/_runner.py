@@ -113,7 +113,9 @@ class PolicyRunner:
     @property
     def hook(self) -> MutationHook:
         if self._hook is None:
-            self._hook = MutationHook(self.settings)
+            # A test stands in for Airflow, like the command line: the ids the pod carries are the ones the
+            # test means, so exemptions and matchers keyed on them apply (docs/threat-model.md).
+            self._hook = MutationHook(self.settings, trust_pod_ids=True)
         return self._hook
 
     def with_settings(self, **settings: Any) -> PolicyRunner:
