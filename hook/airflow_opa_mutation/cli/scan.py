@@ -89,10 +89,11 @@ class RecordingHook(MutationHook):
 
 
 @contextlib.contextmanager
-def recording(settings: Settings) -> Iterator[RecordingHook]:
+def recording(settings: Settings, recorder_class: type[RecordingHook] = RecordingHook) -> Iterator[RecordingHook]:
+    """Airflow's process-wide hook swapped for a recorder while pods are built (Airflow calls it itself)."""
     from .. import hook as hook_module
 
-    recorder = RecordingHook(settings)
+    recorder = recorder_class(settings)
     with hook_module._default_lock:
         saved, hook_module._default = hook_module._default, recorder
     try:

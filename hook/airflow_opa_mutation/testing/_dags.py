@@ -15,8 +15,6 @@ set otherwise): OPA sees ``input.request.mode`` as production sends it.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +28,6 @@ class _Recorder(scan.RecordingHook):
 
     def evaluate(self, pod: Any, *, mode: str | None = None) -> Outcome:
         return super().evaluate(pod, mode=self.settings.mode)
-
-
-@contextlib.contextmanager
-def _recording(runner: PolicyRunner) -> Iterator[_Recorder]:
-    from .. import hook as hook_module
-
-    recorder = _Recorder(runner.settings)
-    with hook_module._default_lock:
-        saved, hook_module._default = hook_module._default, recorder
-    try:
-        yield recorder
-    finally:
-        with hook_module._default_lock:
-            hook_module._default = saved
-        recorder.close()
 
 
 def _tasks(dag: Any) -> list[Any]:
@@ -71,7 +54,7 @@ def run_dag(
     tasks = sorted(_tasks(dag), key=lambda t: (t.dag_id, t.task_id))
     setup = scan.executor_setup(Path(pod_template_file) if pod_template_file else None)
     rows: list[scan.TaskPod] = []
-    with _recording(runner) as recorder:
+    with scan.recording(runner.settings, _Recorder) as recorder:
         for task in tasks:
             if launcher in ("kpo", "both") and scan._is_kpo(task):
                 rows.extend(scan.kpo_pods(task, recorder, max_map))
