@@ -2,7 +2,9 @@
 
 Hypothesis generates pods over every field a Pod Security check reads — absent, safe and violating
 values, at pod and container level, 1-3 containers, 0-3 initContainers, sometimes an ephemeral
-container. For each pod P, the library with its shipped defaults returns a patch; M is P with that
+container. Every pod is one the API server's validation accepts (tests/kube/test_dry_run.py sends them to
+one), since PodSecurity admission only ever judges valid pods: the drawn fields are reconciled the way
+validation demands (``valid``), so a Windows pod carries no Linux-only field, annotations and fields agree. For each pod P, the library with its shipped defaults returns a patch; M is P with that
 patch (what Kubernetes would receive). The oracle judges M at baseline and restricted (latest), and:
 
 - under the defaults (enforce baseline, warn restricted): pod_security's denies are exactly the oracle's
@@ -150,14 +152,14 @@ def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 booleans = maybe(st.booleans())
 users = maybe(st.sampled_from([0, 1000, 65534]))
-profile_types = st.sampled_from(["RuntimeDefault", "Localhost", "Unconfined", ""])
+profile_types = st.sampled_from(["RuntimeDefault", "Localhost", "Unconfined"])
 
 
 @st.composite
 def profiles(draw: st.DrawFn) -> dict[str, str]:
-    """A seccomp or AppArmor profile; type "" stands for a profile without a type."""
+    """A seccomp or AppArmor profile (Kubernetes requires its type)."""
     kind = draw(profile_types)
-    profile = {"type": kind} if kind else {}
+    profile = {"type": kind}
     if kind == "Localhost":
         profile["localhostProfile"] = "profiles/audit.json"
     return profile
@@ -241,14 +243,13 @@ volume_sources = st.sampled_from(
         {"projected": {"sources": []}},
         {"downwardAPI": {}},
         {"persistentVolumeClaim": {"claimName": "c"}},
-        {"ephemeral": {}},
+        {"ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}},
         {"image": {"reference": "busybox"}},
         {"csi": {"driver": "x"}},
         {"hostPath": {"path": "/var/log"}},
         {"nfs": {"server": "nfs", "path": "/"}},
         {"gitRepo": {"repository": "https://example.com/r.git"}},
-        {"iscsi": {"targetPortal": "t", "iqn": "i", "lun": 0}},
-        {},
+        {"iscsi": {"targetPortal": "t", "iqn": "iqn.2001-04.com.example:disk", "lun": 0}},
     ]
 )
 sysctl_names = st.sampled_from(
@@ -276,13 +277,146 @@ pod_context = st.fixed_dictionaries(
         "fsGroup": st.just(1000),
     },
 )
-annotation_values = st.sampled_from(
-    ["runtime/default", "localhost/profile", "localhost", "unconfined", "", "docker/default"]
+# What validation lets each annotation hold ("localhost" alone, "docker/default" for AppArmor, "" for
+# seccomp are refused).
+annotation_values = {
+    "apparmor": st.sampled_from(["runtime/default", "localhost/profile", "unconfined", ""]),
+    "seccomp": st.sampled_from(["runtime/default", "localhost/profile", "unconfined", "docker/default"]),
+}
+# The profile field an annotation value stands for (validation wants both to agree).
+ANNOTATED_PROFILES = {
+    "runtime/default": {"type": "RuntimeDefault"},
+    "docker/default": {"type": "RuntimeDefault"},
+    "unconfined": {"type": "Unconfined"},
+    "localhost/profile": {"type": "Localhost", "localhostProfile": "profile"},
+}
+APPARMOR_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
+SECCOMP_POD = "seccomp.security.alpha.kubernetes.io/pod"
+SECCOMP_PREFIX = "container.seccomp.security.alpha.kubernetes.io/"
+# Fields validation refuses on a Windows pod (pod level, container level).
+LINUX_ONLY_POD = ("seLinuxOptions", "seccompProfile", "appArmorProfile", "sysctls", "fsGroup", "runAsUser")
+LINUX_ONLY_CONTAINER = (
+    "seLinuxOptions",
+    "seccompProfile",
+    "appArmorProfile",
+    "capabilities",
+    "readOnlyRootFilesystem",
+    "privileged",
+    "allowPrivilegeEscalation",
+    "procMount",
+    "runAsUser",
 )
 
 
+def _reconcile_windows(spec: dict[str, Any], contexts: list[dict[str, Any]]) -> None:
+    """Linux-only fields off Windows pods, Windows options off Linux pods, and hostProcess as validation
+    wants it: when any container is a HostProcess one, all are, and the pod uses the host network."""
+    pod = spec.get("securityContext") or {}
+    os_name = (spec.get("os") or {}).get("name")
+    if os_name == "windows":
+        for key in LINUX_ONLY_POD:
+            pod.pop(key, None)
+        for context in contexts:
+            for key in LINUX_ONLY_CONTAINER:
+                context.pop(key, None)
+        for key in ("hostUsers", "hostPID", "hostIPC"):
+            spec.pop(key, None)
+    elif os_name == "linux":
+        for context in [pod, *contexts]:
+            context.pop("windowsOptions", None)
+    if any((c.get("windowsOptions") or {}).get("hostProcess") for c in [pod, *contexts]):
+        for context in contexts:
+            if "windowsOptions" in context:
+                context["windowsOptions"]["hostProcess"] = True
+        spec.setdefault("securityContext", pod).setdefault("windowsOptions", {})["hostProcess"] = True
+        spec["hostNetwork"] = True
+
+
+def _reconcile_annotations(metadata: dict[str, Any], spec: dict[str, Any], named: dict[str, Any]) -> None:
+    """Each profile field a deprecated annotation covers says what the annotation says."""
+    annotations = metadata.get("annotations", {})
+    pod = spec.get("securityContext") or {}
+    for key, value in list(annotations.items()):
+        profile = ANNOTATED_PROFILES.get(value)
+        if key == SECCOMP_POD and "seccompProfile" in pod:
+            pod["seccompProfile"] = dict(profile or {})
+        elif key.startswith(SECCOMP_PREFIX):
+            context = named[key.removeprefix(SECCOMP_PREFIX)]
+            if "seccompProfile" in context:
+                context["seccompProfile"] = dict(profile or {})
+        elif key.startswith(APPARMOR_PREFIX):
+            context = named[key.removeprefix(APPARMOR_PREFIX)]
+            if "appArmorProfile" in context or "appArmorProfile" in pod:
+                if profile is None:  # "": no profile matches it
+                    del annotations[key]
+                else:
+                    context["appArmorProfile"] = dict(profile)
+
+
+def _reconcile_ports_and_sysctls(spec: dict[str, Any], containers: list[dict[str, Any]]) -> None:
+    """Host ports unique in the pod (on the host network every container port is one: the server's
+    defaulting makes it so); no sysctl twice, none of the network (IPC) namespace's on the host's network
+    (IPC)."""
+    seen: set[int] = set()
+    for container in containers:
+        if "ports" not in container:
+            continue
+        if spec.get("hostNetwork"):
+            container["ports"] = [p for p in container["ports"] if p["containerPort"] not in seen]
+            for port in container["ports"]:
+                seen.add(port["containerPort"])
+                port["hostPort"] = port["containerPort"]
+            continue
+        for port in container["ports"]:
+            if port.get("hostPort") in seen:
+                del port["hostPort"]
+            elif port.get("hostPort"):
+                seen.add(port["hostPort"])
+    pod = spec.get("securityContext") or {}
+    if "sysctls" in pod:
+        kept: dict[str, dict[str, str]] = {}
+        for sysctl in pod["sysctls"]:
+            name = sysctl["name"].replace("/", ".")
+            if spec.get("hostNetwork") and name.startswith("net."):
+                continue
+            if spec.get("hostIPC") and name.startswith(("kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue.")):
+                continue
+            kept.setdefault(name, sysctl)
+        pod["sysctls"] = list(kept.values())
+
+
+def valid(pod: dict[str, Any]) -> dict[str, Any]:
+    """``pod`` made one the API server's validation accepts, keeping what Pod Security reads wherever
+    validation allows it (the rules of k8s.io/kubernetes pkg/apis/core/validation, v1.34)."""
+    metadata, spec = pod["metadata"], pod["spec"]
+    every = [*spec.get("initContainers", []), *spec["containers"], *spec.get("ephemeralContainers", [])]
+    contexts = [c["securityContext"] for c in every if "securityContext" in c]
+    _reconcile_windows(spec, contexts)
+    named = {c["name"]: c.setdefault("securityContext", {}) for c in every}
+    _reconcile_annotations(metadata, spec, named)
+    for context in contexts:
+        if context.get("privileged") and context.get("allowPrivilegeEscalation") is False:
+            context["allowPrivilegeEscalation"] = True  # privileged escalates: false contradicts it
+    for container in every:
+        if container["securityContext"] == {}:
+            del container["securityContext"]  # only there for _reconcile_annotations
+    if any(c.get("procMount") == "Unmasked" for c in contexts):
+        if any(spec.get(f) for f in ("hostNetwork", "hostPID", "hostIPC")) or (spec.get("os") or {}).get("name") == "windows":
+            for context in contexts:
+                context.pop("procMount", None)
+        else:
+            spec["hostUsers"] = False  # an unmasked /proc needs a user namespace
+    for init in spec.get("initContainers", []):
+        if any(k in init for k in ("livenessProbe", "readinessProbe", "startupProbe", "lifecycle")):
+            init["restartPolicy"] = "Always"  # probes and lifecycle: only on sidecar init containers
+    _reconcile_ports_and_sysctls(spec, [*spec.get("initContainers", []), *spec["containers"]])
+    return pod
+
+
 @st.composite
-def pods(draw: st.DrawFn) -> dict[str, Any]:
+def pods(draw: st.DrawFn, ephemeral: bool = True) -> dict[str, Any]:
+    """A valid pod; ``ephemeral=False``: never an ephemeral container, which Kubernetes refuses at creation
+    (they are added to a running pod through its ephemeralcontainers subresource)."""
     names = ["base"] + [f"side{i}" for i in range(draw(st.integers(0, 2)))]
     init_names = [f"init{i}" for i in range(draw(st.integers(0, 3)))]
     spec: dict[str, Any] = {
@@ -291,7 +425,7 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
     }
     if init_names:
         spec["initContainers"] = [draw(containers(n)) for n in init_names]
-    if draw(st.integers(0, 4)) == 0:
+    if draw(st.integers(0, 4)) == 0 and ephemeral:
         spec["ephemeralContainers"] = [draw(containers("debug", ephemeral=True))]
     for field in ("hostNetwork", "hostPID", "hostIPC"):
         value = draw(maybe(st.booleans()))
@@ -309,18 +443,17 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
     for key in draw(
         st.lists(
             st.sampled_from(
-                [f"container.apparmor.security.beta.kubernetes.io/{n}" for n in [*names, "ghost"]]
-                + ["seccomp.security.alpha.kubernetes.io/pod", "container.seccomp.security.alpha.kubernetes.io/base"]
+                [f"{APPARMOR_PREFIX}{n}" for n in names] + [SECCOMP_POD, f"{SECCOMP_PREFIX}base"]
             ),
             max_size=2,
             unique=True,
         )
     ):
-        annotations[key] = draw(annotation_values)
+        annotations[key] = draw(annotation_values["apparmor" if key.startswith(APPARMOR_PREFIX) else "seccomp"])
     metadata: dict[str, Any] = {"name": "p", "namespace": "airflow", "labels": {"dag_id": "d"}}
     if annotations:
         metadata["annotations"] = annotations
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+    return valid({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec})
 
 
 @seed(SEED)

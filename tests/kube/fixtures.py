@@ -8,6 +8,7 @@ are an error, never a skip: scripts/install-tools builds them.
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,8 +17,9 @@ import pytest
 
 from .cluster import ControlPlane
 
-# What the terminal summary reports: start-up time, kept folder, pods created, samples' restricted verdicts.
-REPORT: dict[str, Any] = {"restricted": {}}
+# What the terminal summary reports: start-up time, kept folder, the admission agreement's pods
+# ((case, configured level, namespace level, outcome) each), the generated pods' dry runs, Airflow's pods.
+REPORT: dict[str, Any] = {"admission": [], "dry_run": []}
 _names = itertools.count(1)
 
 
@@ -54,10 +56,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         write(f"a test failed: logs, kubeconfig and certificates kept in {REPORT['workdir']}")
     for line in REPORT.get("airflow", []):  # tests/airflow/test_kube_e2e.py
         write(line)
-    if REPORT["restricted"]:
-        rejected = {k: v for k, v in REPORT["restricted"].items() if v}
-        write(
-            f"samples admitted at baseline: {len(REPORT['restricted'])}; would be rejected at restricted: {len(rejected)}"
-        )
-        for sample, warnings in sorted(rejected.items()):
-            write(f"  {sample}: {warnings[0][:160]}")
+    if REPORT["admission"]:
+        outcomes = collections.Counter((level, outcome) for _, level, _, outcome in REPORT["admission"])
+        for level in ("baseline", "restricted"):
+            counts = ", ".join(f"{n} {outcome}" for (lv, outcome), n in sorted(outcomes.items()) if lv == level)
+            configured = "shipped configuration" if level == "baseline" else "enforce: restricted"
+            write(f"samples and demo pods, {configured}: {counts}")
+    for line in REPORT["dry_run"]:
+        write(line)

@@ -1,12 +1,24 @@
-"""Admission agreement: what the hook lets through, a real API server accepts and stores as the hook left it.
+"""Admission agreement: the API server accepts exactly what the hook lets through, stored as the hook left it.
 
-Every library sample the hook admits goes through the real hook (a real OPA serving policies/ with the
-sample's configuration, audit annotation on) and is then created in a namespace that enforces the
-baseline Pod Security level and warns at restricted. It must be accepted (no 422 from validation, no
-403 from admission), and the stored object must still hold everything the hook sent, mutation and audit
-annotation included: the server may add (defaults, the service-account token volume, tolerations) but
-not remove or change. Which samples restricted would reject is recorded, not asserted: the pod_security
-policy will make that exact.
+Every library sample and every demo pod (scripts/demo-pods) goes through the real hook (a real OPA
+serving policies/ with the sample's configuration, audit annotation on) twice: with the shipped
+configuration (pod_security enforces baseline) and with ``enforce: restricted`` merged over it. The pod
+is then sent to a namespace whose ``pod-security.kubernetes.io/enforce`` label is the level pod_security
+enforced on it (``privileged`` when a pod_security exemption matched the pod, as its README says):
+
+- let through: created (201, neither a 422 from validation nor a 403 from admission), and the stored
+  object still holds everything the hook sent, mutation and audit annotation included (the server may
+  add defaults, not remove or change). At baseline the namespace also warns at restricted, and the
+  server's warning is pod_security's warnings word for word.
+- denied: nothing is created. When pod_security denied, the pod the hook would have sent (the decision's
+  patch applied) is refused by the server at that level (``dryRun=All``) with exactly pod_security's
+  reasons, and so is the pod as Airflow built it: agreement both ways. Denials by other policies
+  (registries, privileged, host paths...) are stricter than Pod Security by design: only the denial and
+  the absence of a pod are asserted.
+
+One pod is allowed by the hook and refused by the server on purpose: ``exempt_images`` (Gatekeeper's
+``exemptImages``) has no PodSecurity counterpart, so a namespace enforcing the level refuses the exempted
+container; that sample asserts the refusal names only it.
 
 Two kinds of valid pods used to come back 422 because of what the library added (issue 16): Windows
 pods and pods under a deprecated seccomp annotation. Their samples pass now; a control per case proves
@@ -16,19 +28,28 @@ the server still refuses what the library used to add.
 from __future__ import annotations
 
 import copy
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 
-from airflow_opa_mutation import AUDIT_ANNOTATION, MutationHook, Settings, pod_from_json, pod_to_json
+from airflow_opa_mutation import AUDIT_ANNOTATION, MutationHook, PodDenied, Settings, pod_from_json, pod_to_json
+from airflow_opa_mutation.cli.verify import would_be
 
 from ..test_policy_samples import POLICIES, SAMPLES
 from .cluster import ControlPlane
 from .conftest import REPORT
 
-ADMITTED = [s.path for s in SAMPLES if not s.expect.get("deny")]
+REPO = Path(__file__).resolve().parents[2]
+DEMO_PODS = sorted((REPO / "scripts" / "demo-pods").glob("*.yaml"))
+RESTRICTED = {"policies": {"pod_security": {"params": {"enforce": "restricted"}}}}
+# Allowed by the hook, refused by a namespace enforcing the level: the exemption PodSecurity cannot express,
+# with the container it exempts.
+IMAGE_EXEMPTIONS = {"pod_security/05-exempt-image": "strace"}
 
 # What security_context and pod_security_context added to every pod before they knew better.
 OLD_CONTAINER_FIELDS = {
@@ -40,6 +61,32 @@ OLD_CONTAINER_FIELDS = {
 
 def sample_name(path: Path) -> str:
     return f"{path.parent.parent.name}/{path.name.removesuffix('.yaml.sample')}"
+
+
+@dataclass
+class Case:
+    """A pod Airflow could send: a library sample or a demo pod, with its configuration delta."""
+
+    name: str
+    pod: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+
+
+CASES = [Case(sample_name(s.path), s.document["pod"], s.config) for s in SAMPLES] + [
+    Case(f"demo/{p.stem}", yaml.safe_load(p.read_text())["pod"], {}) for p in DEMO_PODS
+]
+
+
+def merged(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    """``delta`` merged over ``base`` (mappings recursively, anything else replaced), as OPA merges data."""
+    out = copy.deepcopy(base)
+    for key, value in delta.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def through_hook(library_opa, path: Path, name: str) -> dict[str, Any]:
@@ -80,30 +127,138 @@ def differences(sent: Any, stored: Any, path: str = "") -> list[str]:
     return [] if sent == stored else [f"{path}: stored {stored!r}, sent {sent!r}"]
 
 
-@pytest.mark.parametrize("sample_path", ADMITTED, ids=sample_name)
-def test_admitted_sample_is_accepted_at_baseline_and_stored_as_hooked(
-    sample_path: Path, library_opa, kube_cluster: ControlPlane
-):
-    name = sample_name(sample_path).replace("/", "-").replace("_", "-").replace(".", "-")
-    sent = through_hook(library_opa, sample_path, name)
-    namespace = sent["metadata"]["namespace"]
-    kube_cluster.namespace(namespace, enforce="baseline", warn="restricted")
+def enforced_level(url: str, outcome: Any) -> str:
+    """The level pod_security enforced on the pod: its ``enforce`` parameter, or ``privileged`` when an
+    exemption of it (or a global one) matched; asked of the same OPA with the input the hook sent."""
+    document = {"input": {"pod": outcome.before, "airflow": outcome.airflow}}
+    with requests.Session() as session:
+        session.trust_env = False
+        active = session.post(f"{url}/v1/data/airflow/pod/lib/framework/active", json=document, timeout=30)
+        params = session.post(f"{url}/v1/data/airflow/pod/policies/pod_security/params", json=document, timeout=30)
+    active.raise_for_status()
+    params.raise_for_status()
+    if "pod_security" not in active.json()["result"]:
+        return "privileged"
+    level = params.json()["result"]["enforce"]
+    assert level in ("baseline", "restricted"), level
+    return str(level)
 
-    created = kube_cluster.create_pod(namespace, sent)
 
+def aggregated(messages: list[str], prefix: str) -> str:
+    """pod_security's messages (one per failed check) as PodSecurity words them: one line, ", " between."""
+    assert all(m.startswith(prefix + ": ") for m in messages), messages
+    return prefix + ": " + ", ".join(m.removeprefix(prefix + ": ") for m in messages)
+
+
+@dataclass
+class Hooked:
+    """One case through the real hook: what it decided, the pod it left, and where the pod goes."""
+
+    name: str
+    document: dict[str, Any]  # the pod as Airflow built it (renamed)
+    outcome: Any  # hook.evaluate's Outcome
+    pod: Any  # the V1Pod after hook(): mutated, or untouched when denied
+    denied: tuple[Any, ...]  # PodDenied's messages
+    would: dict[str, Any] | None  # the pod the decision's patch makes, for a denied pod too
+    enforced: str  # the level pod_security enforced on it
+    namespace: str  # labelled with that level
+
+
+def hooked(case: Case, level: str, library_opa) -> Hooked:
+    config = case.config if level == "baseline" else merged(case.config, RESTRICTED)
+    opa = library_opa(config)
+    name = f"{case.slug}-{level}"
+    document = copy.deepcopy(case.pod)
+    document["metadata"]["name"] = name
+    hook = MutationHook(Settings(url=opa.url))
+    try:
+        outcome = hook.evaluate(pod_from_json(document))
+        assert outcome.decision is not None, outcome.error
+        pod = pod_from_json(document)
+        denied: tuple[Any, ...] = ()
+        try:
+            hook(pod)
+        except PodDenied as exc:
+            denied = exc.messages
+        would = would_be(hook, outcome)
+    finally:
+        hook.close()
+    assert denied == outcome.decision.deny
+    enforced = enforced_level(opa.url, outcome)
+    namespace = f"{document['metadata'].get('namespace', 'default')}-{enforced}"
+    return Hooked(name, document, outcome, pod, denied, would, enforced, namespace)
+
+
+def refused_both_ways(kube: ControlPlane, h: Hooked, ours: list[str]) -> None:
+    """The pod the hook would have sent, and the pod as Airflow built it, are refused at the level, the
+    first with exactly pod_security's reasons."""
+    assert h.would is not None
+    for label, document in (("patched", h.would), ("original", h.document)):
+        attempt = copy.deepcopy(document)
+        attempt["metadata"]["namespace"] = h.namespace
+        refused = kube.create_pod(h.namespace, attempt, dry_run=True)
+        assert refused.status == 403, (label, refused)
+        if label == "patched":
+            reasons = aggregated(ours, f'violates PodSecurity "{h.enforced}:latest"')
+            assert refused.message == f'pods "{h.name}" is forbidden: {reasons}'
+
+
+def created_as_sent(kube: ControlPlane, h: Hooked, sent: dict[str, Any], created: Any) -> None:
+    """Created, stored with all the hook sent (audit annotation included), warned as pod_security warned."""
     assert created.status == 201, created
     assert differences(sent, created.body) == []
-    stored = kube_cluster.get_pod(namespace, name)
+    stored = kube.get_pod(h.namespace, h.name)
     assert stored.ok, stored
     assert differences(sent, stored.body) == []
-    assert stored.body["metadata"]["annotations"][AUDIT_ANNOTATION] == sent["metadata"]["annotations"][AUDIT_ANNOTATION]
-    REPORT["restricted"][sample_name(sample_path)] = [w for w in created.warnings if "restricted:latest" in w]
+    if h.outcome.changed:
+        audit = sent["metadata"]["annotations"][AUDIT_ANNOTATION]
+        assert stored.body["metadata"]["annotations"][AUDIT_ANNOTATION] == audit
+    server_warnings = [w for w in created.warnings if "PodSecurity" in w]
+    ours = [m.msg for m in h.outcome.decision.warn if m.policy == "pod_security"]
+    if h.enforced == "baseline":
+        prefix = 'would violate PodSecurity "restricted:latest"'
+        assert server_warnings == ([aggregated(ours, prefix)] if ours else [])
+    else:
+        assert server_warnings == [] and ours == []
 
 
-def test_every_admitted_sample_is_sent(kube_cluster: ControlPlane):
-    """The parametrisation above covers the library: the two new cases are among the admitted samples."""
-    names = {sample_name(p) for p in ADMITTED}
-    assert len(ADMITTED) >= 30
+@pytest.mark.parametrize("level", ["baseline", "restricted"])  # the shipped configuration, or enforce: restricted
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_the_server_accepts_exactly_what_the_hook_lets_through(
+    case: Case, level: str, library_opa, kube_cluster: ControlPlane
+):
+    h = hooked(case, level, library_opa)
+    kube_cluster.namespace(h.namespace, enforce=h.enforced, warn="restricted" if h.enforced == "baseline" else None)
+    record = (case.name, level, h.enforced)
+    if h.denied:
+        assert kube_cluster.get_pod(h.namespace, h.name).status == 404
+        ours = [m.msg for m in h.denied if m.policy == "pod_security"]
+        if ours:
+            refused_both_ways(kube_cluster, h, ours)
+        # else: stricter than Pod Security by design (registries, privileged, host paths...)
+        REPORT["admission"].append((*record, "denied by pod_security" if ours else "denied by other policies"))
+        return
+
+    sent = pod_to_json(h.pod)
+    sent["metadata"]["namespace"] = h.namespace
+    assert (AUDIT_ANNOTATION in sent["metadata"].get("annotations", {})) == h.outcome.changed
+    created = kube_cluster.create_pod(h.namespace, sent)
+    if case.name in IMAGE_EXEMPTIONS and h.enforced != "privileged":
+        exempted = IMAGE_EXEMPTIONS[case.name]
+        assert created.status == 403, created
+        assert f'container "{exempted}"' in created.message
+        assert not re.search(r'containers? "(?!' + exempted + r'")', created.message)
+        REPORT["admission"].append((*record, "refused: image exemption"))
+        return
+    created_as_sent(kube_cluster, h, sent, created)
+    REPORT["admission"].append((*record, "created"))
+
+
+def test_every_sample_and_demo_pod_is_sent(kube_cluster: ControlPlane):
+    """The parametrisation above covers the library and the demo, the two new cases among them."""
+    names = {case.name for case in CASES}
+    assert len(CASES) == len(SAMPLES) + len(DEMO_PODS) and len(SAMPLES) >= 45 and len(DEMO_PODS) >= 4
+    assert {f"demo/{p.stem}" for p in DEMO_PODS} <= names
     assert {"security_context/05-windows-pod", "security_context/06-seccomp-annotations"} <= names
     assert {"pod_security_context/03-windows-pod", "pod_security_context/04-seccomp-annotation"} <= names
 
