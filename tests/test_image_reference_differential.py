@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 from pathlib import Path
 
@@ -239,6 +240,13 @@ def comparable_rego(parts: dict[str, str] | None) -> tuple[object, ...]:
     return (True, parts["registry"], parts["repository"], parts["tag"], parts["digest"], parts["normalized"])
 
 
+def plain_patterns() -> list[re.Pattern[str]]:
+    """The literal patterns of images.rego's fast branches (plain references), as Python regexes."""
+    found = re.findall(r"regex\.match\(`(\^\[a-z0-9\]\+[^`]*)`, ref\)", IMAGES_REGO.read_text())
+    assert len(found) == 3, f"expected the three plain-reference patterns in images.rego, found {found!r}"
+    return [re.compile(pattern, re.ASCII) for pattern in found]
+
+
 def test_rego_parses_image_references_like_distribution_reference() -> None:
     run = run_seed()
     print(f"image reference differential: seed {run} (replay with AOM_DIFF_SEED={run})")
@@ -254,5 +262,8 @@ def test_rego_parses_image_references_like_distribution_reference() -> None:
         if comparable_go(answer) != comparable_rego(ours.get(i))
     ]
     valid = sum(1 for answer in go if answer["valid"])
+    # Each fast branch of parse (and the general rule behind them) is judged on many references.
+    for pattern in plain_patterns():
+        assert sum(1 for ref in refs if pattern.fullmatch(ref)) >= 25, f"few references for {pattern.pattern}"
     print(f"{len(refs)} references ({valid} valid, {len(refs) - valid} invalid), {len(disagreements)} disagreements")
     assert not disagreements, f"seed {run}: Go and Rego disagree (ref, go, rego): {disagreements[:20]!r}"

@@ -16,7 +16,60 @@ package airflow.pod.lib.images
 # "/" path, or the path alone in the one case Go yields an empty domain (a
 # first component that splitDockerDomain takes for a host but that is no
 # valid host while the whole name is a valid path, e.g. "a_b.c/x").
+#
+# Most references are plain: lowercase path components, maybe a host
+# without a port, maybe a tag, no digest. Three literal patterns (one per
+# place such a name lives: its own host, docker.io, docker.io/library)
+# recognise them, and the tag is what follows the one ":". The general rule,
+# two submatch regexes and the host rules, decides everything else. The
+# patterns are literals and each branch builds its object itself: a rule or
+# a function call per reference costs more here than the whole match. The
+# differential test holds every branch to Go.
 parse(ref) := {
+	"registry": domain,
+	"repository": path,
+	"tag": substring(ref, count(name) + 1, -1),
+	"digest": "",
+	"name": concat("/", [domain, path]),
+} if {
+	# a host (dot-separated alphanumeric labels with inner hyphens, so
+	# valid as a host and as a path component), then a path
+	is_string(ref)
+	regex.match(`^[a-z0-9]+(?:-+[a-z0-9]+)*(?:[.][a-z0-9]+(?:-+[a-z0-9]+)*)+(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)+(?::[\w][\w.-]{0,127})?$`, ref)
+	name := split(ref, ":")[0]
+	slash := indexof(name, "/")
+	domain := substring(name, 0, slash)
+	not domain in {"docker.io", "index.docker.io"}
+	path := substring(name, slash + 1, -1)
+	count(path) <= 255
+} else := {
+	"registry": "docker.io",
+	"repository": name,
+	"tag": substring(ref, count(name) + 1, -1),
+	"digest": "",
+	"name": concat("/", ["docker.io", name]),
+} if {
+	# a path on docker.io: a first component with no dot, other than localhost
+	is_string(ref)
+	regex.match(`^[a-z0-9]+(?:(?:_|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)+(?::[\w][\w.-]{0,127})?$`, ref)
+	not startswith(ref, "localhost/")
+	name := split(ref, ":")[0]
+	count(name) <= 255
+} else := {
+	"registry": "docker.io",
+	"repository": path,
+	"tag": substring(ref, count(name) + 1, -1),
+	"digest": "",
+	"name": concat("/", ["docker.io", path]),
+} if {
+	# one component: an official image
+	is_string(ref)
+	regex.match(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?::[\w][\w.-]{0,127})?$`, ref)
+	not regex.match(`^[a-f0-9]{64}$`, ref)
+	name := split(ref, ":")[0]
+	path := concat("", ["library/", name])
+	count(path) <= 255
+} else := {
 	"registry": domain,
 	"repository": path,
 	"tag": tag,
