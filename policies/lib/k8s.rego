@@ -123,6 +123,14 @@ seccomp_pod_annotation := "seccomp.security.alpha.kubernetes.io/pod"
 
 seccomp_container_annotation_prefix := "container.seccomp.security.alpha.kubernetes.io/"
 
+# seccomp_annotated: the pod carries a deprecated seccomp annotation, for
+# itself or a container. Without one (the common case) no container's
+# annotation needs looking up.
+seccomp_annotated if {
+	some key, _ in annotations
+	contains(key, "seccomp.security.alpha.kubernetes.io/")
+}
+
 # seccomp_annotation(name): the seccomp annotation that speaks for container
 # `name`: its own, else the pod's (which meant every container when it was
 # honoured). Undefined when neither is set.

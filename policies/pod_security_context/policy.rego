@@ -47,6 +47,7 @@ _skip contains "seccompProfile" if {
 }
 
 _skip contains "seccompProfile" if {
+	k8s.seccomp_annotated
 	some entry in k8s.containers
 	annotation := k8s.seccomp_annotation(entry.name)
 	not k8s.seccomp_matches(annotation, params.values.seccompProfile)

@@ -43,10 +43,32 @@ _pod_inherited contains key if {
 }
 
 patch contains op if {
+	not k8s.seccomp_annotated
 	some entry in k8s.selected(params.init_containers)
-	skip := _skip(entry.name, object.get(entry.container, "securityContext", {}))
-	some op in ops.fill(entry.container, entry.path, "securityContext", params.values, skip)
+	object.get(entry.container, "securityContext", null) == null
+	some [suffix, value] in _fresh
+	op := {"op": "add", "path": concat("", [entry.path, suffix]), "value": value}
 }
+
+patch contains op if {
+	k8s.seccomp_annotated
+	some entry in k8s.selected(params.init_containers)
+	some op in _fill(entry)
+}
+
+patch contains op if {
+	not k8s.seccomp_annotated
+	some entry in k8s.selected(params.init_containers)
+	object.get(entry.container, "securityContext", null) != null
+	some op in _fill(entry)
+}
+
+_fill(entry) := ops.fill(
+	entry.container, entry.path, "securityContext", params.values,
+	_skip(entry.name, object.get(entry.container, "securityContext", {})),
+)
+
+_fresh := [[op.path, op.value] | some op in ops.fill({}, "", "securityContext", params.values, _pod_skip)]
 
 # _skip(name, context): the top-level keys not to add to container name's
 # context. A container without a securityContext (the common case) skips what
@@ -68,6 +90,7 @@ _os := k8s.linux_only_container_fields if k8s.windows
 # rejects the container's own mismatch, and an "unconfined" pod annotation is
 # left for a deny policy to judge rather than silently overridden.
 _seccomp(name) := {"seccompProfile"} if {
+	k8s.seccomp_annotated
 	annotation := k8s.seccomp_annotation(name)
 	not k8s.seccomp_matches(annotation, params.values.seccompProfile)
 } else := set()
