@@ -24,11 +24,16 @@ params := config.params("image_tag")
 
 findings contains msg if {
 	some entry in k8s.containers
-	not match.any_glob(params.exempt_images, entry.container.image)
 	ref := images.parse(entry.container.image)
 	ref.digest == ""
+	ref.tag in _mutable_tags
+	not match.any_glob(params.exempt_images, entry.container.image)
 	msg := _finding(entry.label, messages.clip(entry.container.image), ref.tag)
 }
+
+# The tags that pin nothing: none at all (implicitly :latest), and the
+# forbidden ones. Checked before any message is built: most images pass.
+_mutable_tags := {""} | {tag | some tag in params.forbidden_tags}
 
 # A reference the runtime's parser refuses pins nothing.
 findings contains msg if {
