@@ -31,10 +31,6 @@ findings contains msg if {
 	msg := _finding(entry.label, messages.clip(entry.container.image), ref.tag)
 }
 
-# The tags that pin nothing: none at all (implicitly :latest), and the
-# forbidden ones. Checked before any message is built: most images pass.
-_mutable_tags := {""} | {tag | some tag in params.forbidden_tags}
-
 # A reference the runtime's parser refuses pins nothing.
 findings contains msg if {
 	some entry in k8s.containers
@@ -45,6 +41,10 @@ findings contains msg if {
 		[entry.label, messages.quote(image)],
 	)
 }
+
+# The tags that pin nothing: none at all (implicitly :latest), and the
+# forbidden ones. Checked before any message is built: most images pass.
+_mutable_tags := {""} | {tag | some tag in params.forbidden_tags}
 
 _finding(label, image, "") := sprintf(
 	"%s image %q has no tag (implicitly :latest); pin a version or a digest",

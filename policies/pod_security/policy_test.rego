@@ -432,6 +432,13 @@ test_hardened_variants_take_the_fast_path if {
 	_levels(pod) == [[], []]
 }
 
+test_the_hardened_contexts_are_good_without_help_from_the_pod if {
+	pod := {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}
+	every sc in pod_security._hardened_contexts {
+		pod_security._good_context(sc) with input as {"pod": pod}
+	}
+}
+
 test_pods_the_fast_path_does_not_know_take_every_check if {
 	ports := fx.put(_base, "/spec/containers/0/ports", [{"containerPort": 8080}])
 	not pod_security._clean with input as {"pod": ports}
