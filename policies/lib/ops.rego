@@ -96,14 +96,26 @@ _array_at(doc, path) := value if {
 # the operations depend only on key, desired and skip: they are built once per
 # query (OPA caches the call) and only prefixed with base per document.
 fill(doc, base, key, desired, skip) := [{"op": "add", "path": concat("", [base, op.path]), "value": op.value} |
-	some op in _fill({}, true, "", key, desired, skip)
+	some op in _fill_absent(key, desired, skip)
 ] if {
 	object.get(doc, key, null) == null
-} else := _fill(doc[key], false, base, key, desired, skip)
+} else := _fill(doc[key], base, key, desired, skip)
 
-# _fill(current, absent, base, key, desired, skip): fill, given what doc
-# holds at key (current; absent: nothing, and the object is created first).
-_fill(current, absent, base, key, desired, skip) := array.concat(root, array.concat(fields, subs)) if {
+# _fill_absent(key, desired, skip): fill for a document without `key`, with
+# pointers relative to it: the object is created, then every wanted field is
+# added whole (there is nothing to descend into).
+_fill_absent(key, desired, skip) := array.concat([{"op": "add", "path": path, "value": {}}], fields) if {
+	path := concat("", ["/", escape(key)])
+	fields := [{"op": "add", "path": concat("", [path, "/", escape(field)]), "value": _without_nulls(value)} |
+		some field, value in desired
+		value != null
+		not field in skip
+	]
+	count(fields) > 0
+} else := []
+
+# _fill(current, base, key, desired, skip): fill, given what doc holds at key.
+_fill(current, base, key, desired, skip) := array.concat(fields, subs) if {
 	prefix := concat("", [base, "/", escape(key), "/"])
 	fields := [{"op": "add", "path": concat("", [prefix, escape(field)]), "value": _without_nulls(value)} |
 		some field, value in desired
@@ -120,10 +132,6 @@ _fill(current, absent, base, key, desired, skip) := array.concat(root, array.con
 		some sub, value in wanted
 		value != null
 		object.get(present, sub, null) == null
-	]
-	root := [{"op": "add", "path": concat("", [base, "/", escape(key)]), "value": {}} |
-		count(fields) > 0
-		absent
 	]
 }
 
