@@ -17,10 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_opa_mutation import PatchRejected, _audit, _json, _patch_engine
+from airflow_opa_mutation import PatchRejected, _audit, _json, _patch_engine, _pod_codec
+from airflow_opa_mutation._pod_codec import pod_to_json
 from airflow_opa_mutation.decision import Decision, PatchOp
 
-from .reliability.test_fuzz import pointers
+from .reliability.test_fuzz import pod_and_ops, pointers
 
 scalars = st.one_of(st.booleans(), st.integers(-5, 5), st.sampled_from(["a", "b", "", "~", "/"]))
 values = st.recursive(
@@ -129,3 +130,52 @@ def test_a_patch_of_test_ops_only_still_returns_a_document_of_its_own() -> None:
     got, _ = _patch_engine.patch(doc, _ops([{"op": "test", "path": "/metadata/name", "value": "p"}]),
                                  protected_labels=[], max_ops=10)
     assert got == doc and got is not doc
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pod_and_ops())
+def test_rebuilding_from_the_original_pod_equals_decoding_the_whole_document(case: tuple[Any, list[Any]]) -> None:
+    """``to_pod`` with ``base`` (classic models: reuse the original pod's models where the document is
+    shared) accepts and refuses exactly what decoding the whole patched document does, builds the same
+    pod, and leaves the original pod as it was."""
+    pod, raw = case
+    doc = pod_to_json(pod)
+    snapshot = _json.canonical(doc)
+    ops = _ops([{k: v for k, v in op.items() if k != "policy"} for op in raw])
+    try:
+        after, roots = _patch_engine.patch(doc, ops, protected_labels=[], max_ops=100)
+    except PatchRejected:
+        return
+    try:
+        whole = pod_to_json(_patch_engine.to_pod(after, ops, roots))
+    except PatchRejected as exc:
+        whole = exc.reason
+    try:
+        rebuilt = pod_to_json(_patch_engine.to_pod(after, ops, roots, base=(doc, pod)))
+    except PatchRejected as exc:
+        rebuilt = exc.reason
+    assert rebuilt == whole
+    assert _json.canonical(pod_to_json(pod)) == snapshot == _json.canonical(doc)
+
+
+def test_a_rebuilt_classic_pod_shares_only_what_the_patch_left_alone() -> None:
+    from kubernetes import client as k8s
+
+    pod = k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name="p", labels={"a": "1"}),
+        spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="base", image="i"), k8s.V1Container(name="s", image="j")]),
+    )
+    doc = pod_to_json(pod)
+    raw = [{"op": "add", "path": "/spec/containers/1/securityContext", "value": {"runAsNonRoot": True}}]
+    after, roots = _patch_engine.patch(doc, _ops(raw), protected_labels=[], max_ops=10)
+    new = _patch_engine.to_pod(after, _ops(raw), roots, base=(doc, pod))
+    assert pod_to_json(new) == after
+    assert pod.spec.containers[1].security_context is None
+    if not _pod_codec.PYDANTIC_MODELS:
+        assert new.metadata is pod.metadata and new.spec.containers[0] is pod.spec.containers[0]
+        assert new.spec is not pod.spec and new.spec.containers[1] is not pod.spec.containers[1]
+    bad = [{"op": "add", "path": "/spec/containers/1/securityContext", "value": {"runAsNonRoot": "yes"}}]
+    after, roots = _patch_engine.patch(doc, _ops(bad), protected_labels=[], max_ops=10)
+    with pytest.raises(PatchRejected, match="runAsNonRoot") as caught:
+        _patch_engine.to_pod(after, _ops(bad), roots, base=(doc, pod))
+    assert caught.value.op_index == 0

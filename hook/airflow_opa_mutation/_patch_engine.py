@@ -142,11 +142,14 @@ def to_pod(
     *,
     pod: PodRef | None = None,
     decision_path: str | None = None,
+    base: tuple[dict[str, Any], Any] | None = None,
 ) -> Any:
     """The ``V1Pod`` of a patched document, checking only the subtrees in ``roots`` for a round trip
-    (the rest came from a valid pod). A bad value is blamed on the last of ``ops`` that wrote there."""
+    (the rest came from a valid pod). A bad value is blamed on the last of ``ops`` that wrote there.
+    ``base``: the document :func:`patch` started from and the ``V1Pod`` it encodes, whose models the
+    result reuses for what the patch did not change (never changing them)."""
     try:
-        return _pod_codec.decode(result, changed=roots)
+        return _pod_codec.decode(result, changed=roots, base=base)
     except _pod_codec.DecodeError as exc:
         culprit = _last_op_at(ops, exc.pointer)
         raise _rejecter(pod, decision_path)(f"the patched pod is not a valid V1Pod: {exc}", culprit) from None
