@@ -130,9 +130,9 @@ def patch(
                 raise reject(problem, op)
     if not isinstance(result, dict):
         raise reject(f"the patched pod is not a JSON object but {type(result).__name__}")
-    if result is doc:  # only test ops: still a document of its own, for the audit annotation
-        result = dict(doc)
-    return result, changed_roots(ops)
+    # The root is the caller's to write in (the audit annotation), even after only test ops, or an op
+    # that replaced the whole document with the decision's value.
+    return state.own_path(()), changed_roots(ops)
 
 
 def to_pod(
@@ -245,6 +245,19 @@ def _parse(pointer: str) -> tuple[str, ...]:
     return tuple(jsonpointer.JsonPointer(pointer).parts)
 
 
+class _Add(jsonpatch.AddOperation):
+    """jsonpatch's ``add`` without its deep copy of the value: on a :class:`_CopyOnWrite` document a
+    later op copies the value before writing into it, so the decision's value is never changed."""
+
+    def _apply(self, obj: Any, journal: Any) -> Any:
+        if "value" not in self.operation:
+            return super()._apply(obj, journal)  # type: ignore[misc]  # jsonpatch's own error (not in its stubs)
+        return self._add(obj, self.operation["value"], journal)  # type: ignore[attr-defined]
+
+
+_OPERATIONS = {**jsonpatch.JsonPatch.operations, "add": _Add}
+
+
 class _CopyOnWrite:
     """A document patched in place without ever writing into the one it started from.
 
@@ -299,7 +312,7 @@ class _CopyOnWrite:
     def apply(self, op: PatchOp) -> None:
         """Apply one op with jsonpatch, in place, after owning every container it may write in."""
         name = op.op["op"]
-        operation = jsonpatch.JsonPatch.operations[name](op.op, pointer_cls=_Pointer)
+        operation = _OPERATIONS[name](op.op, pointer_cls=_Pointer)
         if name != "test":
             self.own_path(operation.pointer.parts[:-1])
             source = op.op.get("from")
@@ -334,14 +347,19 @@ def changed_roots(ops: Sequence[PatchOp]) -> list[str]:
     array op shifts its siblings; the whole document for a root-level op."""
     roots: set[str] = set()
     for op in ops:
-        for pointer in (op.path, op.op.get("from")):
-            if not isinstance(pointer, str):
-                continue
-            parts = pointer.split("/")
-            if len(parts) < 3:
-                return [""]
-            roots.add("/".join(parts[:3]))
+        for pointer in (op.op.get("path"), op.op.get("from")):
+            if type(pointer) is str:
+                root = _root(pointer)
+                if not root:
+                    return [""]
+                roots.add(root)
     return sorted(roots)
+
+
+@functools.lru_cache(maxsize=4096)
+def _root(pointer: str) -> str:
+    parts = pointer.split("/", 3)
+    return "" if len(parts) < 3 else "/".join(parts[:3])
 
 
 def _last_op_at(ops: Sequence[PatchOp], pointer: str) -> PatchOp | None:
