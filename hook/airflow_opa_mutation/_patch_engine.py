@@ -220,17 +220,22 @@ class _Pointer(jsonpointer.JsonPointer):
 
     def __init__(self, pointer: str) -> None:
         self.parts = list(_parse(pointer))
+        #: (document, the container its parts but the last lead to), found by :meth:`_CopyOnWrite.apply`
+        self.parent: tuple[Any, Any] | None = None
 
     def to_last(self, doc: Any) -> tuple[Any, Any]:
         parts = self.parts
         if not parts:
             return doc, None
-        node = doc
-        try:
-            for part in parts[:-1]:
-                node = _step(node, part)[1]
-        except _Slow:
-            return super().to_last(doc)
+        if self.parent is not None and self.parent[0] is doc:
+            node = self.parent[1]
+        else:
+            node = doc
+            try:
+                for part in parts[:-1]:
+                    node = _step(node, part)[1]
+            except _Slow:
+                return super().to_last(doc)
         last = parts[-1]
         kind = type(node)
         if kind is dict:
@@ -314,7 +319,10 @@ class _CopyOnWrite:
         name = op.op["op"]
         operation = _OPERATIONS[name](op.op, pointer_cls=_Pointer)
         if name != "test":
-            self.own_path(operation.pointer.parts[:-1])
+            pointer = operation.pointer
+            parent = self.own_path(pointer.parts[:-1])
+            if parent is not None and type(pointer) is _Pointer:
+                pointer.parent = (self.doc, parent)
             source = op.op.get("from")
             if name == "move" and isinstance(source, str):
                 self.own_deep(_Pointer(source).parts[:-1])
