@@ -19,17 +19,20 @@ ANNOTATIONS_ROOT = "/metadata/annotations"
 
 
 def annotate(doc: dict[str, Any], decision: Decision, request_uid: str) -> str:
-    """Write the audit record into the pod document ``doc``; returns the subtree it wrote in."""
+    """Write the audit record into the pod document ``doc`` (its root only is changed in place); returns
+    the subtree it wrote in."""
     record: dict[str, Any] = {"request_uid": request_uid, "policies": list(decision.policies)}
     if decision.decision_id:
         record["decision_id"] = decision.decision_id
     bundle_revision = revision(decision)
     if bundle_revision:
         record["revision"] = bundle_revision
-    metadata = doc.setdefault("metadata", {})
+    # ``doc`` shares the containers the patch left alone with the pod as it came in: copy the two it
+    # writes in rather than change the input's.
+    metadata = doc.get("metadata")
+    metadata = doc["metadata"] = dict(metadata) if isinstance(metadata, dict) else {}
     annotations = metadata.get("annotations")
-    if not isinstance(annotations, dict):
-        annotations = metadata["annotations"] = {}
+    annotations = metadata["annotations"] = dict(annotations) if isinstance(annotations, dict) else {}
     annotations[AUDIT_ANNOTATION] = json.dumps(record, separators=(",", ":"), sort_keys=True)
     return ANNOTATIONS_ROOT
 

@@ -99,7 +99,10 @@ def _parse_patch(patch: Any, invalid: Any) -> tuple[PatchOp, ...]:
         policy = raw.get("policy")
         if policy is not None and not isinstance(policy, str):
             raise invalid(f"patch op #{index}: 'policy' must be a string, got {_type(policy)}")
-        op = {key: value for key, value in raw.items() if key in _RFC6902_MEMBERS}
+        op = raw.copy()
+        op.pop("policy", None)
+        if not op.keys() <= _RFC6902_MEMBERS:  # rare: members jsonpatch would ignore anyway
+            op = {key: value for key, value in op.items() if key in _RFC6902_MEMBERS}
         ops.append(PatchOp(index=index, op=op, policy=policy))
     return tuple(ops)
 

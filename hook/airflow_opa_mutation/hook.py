@@ -170,7 +170,7 @@ class MutationHook:
             if decision.deny:
                 raise PodDenied(decision.deny, pod=ref, decision_path=decision_path)
             if decision.patch:
-                self._patch(outcome, doc, decision)
+                self._patch(outcome, doc, decision, pod)
             else:
                 outcome.after = doc
         except OpaMutationError as exc:
@@ -181,7 +181,7 @@ class MutationHook:
             outcome.duration = time.perf_counter() - started
         return outcome
 
-    def _patch(self, outcome: Outcome, doc: dict[str, Any], decision: Decision) -> None:
+    def _patch(self, outcome: Outcome, doc: dict[str, Any], decision: Decision, pod: Any) -> None:
         """Patch a copy of ``doc`` (it stays what Airflow gave us), judge the change, annotate it for
         the audit, then build the ``V1Pod``: once, with the annotation, checking only what was written."""
         ref, decision_path = outcome.pod, self.settings.decision_path
@@ -196,7 +196,9 @@ class MutationHook:
         outcome.changed = _patch_engine.differs(doc, after, roots)
         if outcome.changed and self.settings.audit_annotation:
             roots = sorted({*roots, _audit.annotate(after, decision, outcome.request_uid)})
-        outcome.new_pod = _patch_engine.to_pod(after, decision.patch, roots, pod=ref, decision_path=decision_path)
+        outcome.new_pod = _patch_engine.to_pod(
+            after, decision.patch, roots, pod=ref, decision_path=decision_path, base=(doc, pod)
+        )
         outcome.after = after
 
     def _check_bundles(self, ref: PodRef) -> None:
