@@ -62,8 +62,12 @@ _harmless_pod_fields := {
 	"supplementalGroups", "supplementalGroupsPolicy",
 }
 
+# Every field a level requires is asked for by name (allowPrivilegeEscalation,
+# capabilities.drop, runAsNonRoot, seccompProfile: present here or, for the
+# last two, on the pod); `every` below only vets the fields a context has.
 _good_context(sc) if {
 	sc.allowPrivilegeEscalation == false
+	sc.capabilities.drop == ["ALL"]
 	_non_root(sc)
 	_seccomp_set(sc)
 	every key, value in sc {

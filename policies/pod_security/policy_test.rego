@@ -449,3 +449,82 @@ test_pods_the_fast_path_does_not_know_take_every_check if {
 	old := _at(_base, 30)
 	old == [[], []]
 }
+
+# Regression (issue 22, finding 1): the fast path accepted a context without
+# capabilities, so restricted's "drop ALL" was never asked for when the
+# mutators that add it were off.
+test_no_capabilities_is_judged_with_the_mutators_off if {
+	pod := _container(_base, object.remove(_hardened, ["capabilities"]))
+	not pod_security._clean with input as {"pod": pod}
+	missing := concat(" ", [
+		`unrestricted capabilities (container "base" must set`,
+		`securityContext.capabilities.drop=["ALL"])`,
+	])
+	_levels(pod) == [[], [missing]]
+	config := {"policies": {
+		"security_context": {"enabled": false},
+		"pod_security_context": {"enabled": false},
+		"pod_security": {"params": {"enforce": "restricted"}},
+	}}
+	d := decision with input as {"pod": pod, "airflow": fx.ke_airflow}
+		with data.airflow.pod.lib.config.user as config
+	fx.msgs_of(d.deny, "pod_security") == [concat("", [`violates PodSecurity "restricted:latest": `, missing])]
+}
+
+# _clean must imply that no check of any level fails. Every combination of
+# the values the fast path looks at (absent, good, bad), on a container and
+# on the pod: a pod the fast path accepts while a full check fails is named.
+_context_values := {
+	"allowPrivilegeEscalation": [null, false, true],
+	"capabilities": [
+		null, {}, {"drop": []}, {"drop": ["ALL"]}, {"drop": ["all"]},
+		{"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}, {"drop": ["ALL"], "add": ["CHOWN"]},
+	],
+	"runAsNonRoot": [null, true, false],
+	"runAsUser": [null, 0, 1000],
+	"seccompProfile": [null, {"type": "RuntimeDefault"}, {"type": "Unconfined"}],
+}
+
+_pod_contexts := [
+	{},
+	{"runAsNonRoot": true},
+	{"seccompProfile": {"type": "RuntimeDefault"}},
+	{"runAsNonRoot": true, "seccompProfile": {"type": "Localhost", "localhostProfile": "p"}},
+	{"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}, "runAsUser": 0},
+]
+
+_without_nulls(o) := {k: v | some k, v in o; v != null}
+
+_generated_pods contains pod if {
+	some ape in _context_values.allowPrivilegeEscalation
+	some caps in _context_values.capabilities
+	some non_root in _context_values.runAsNonRoot
+	some user in _context_values.runAsUser
+	some seccomp in _context_values.seccompProfile
+	some pod_context in _pod_contexts
+	context := _without_nulls({
+		"allowPrivilegeEscalation": ape, "capabilities": caps, "runAsNonRoot": non_root,
+		"runAsUser": user, "seccompProfile": seccomp,
+	})
+	pod := {"metadata": {"name": "p"}, "spec": {
+		"securityContext": pod_context,
+		"containers": [{"name": "base", "image": "busybox:1", "securityContext": context}],
+	}}
+}
+
+test_clean_implies_no_failed_check_on_generated_pods if {
+	fast := {pod |
+		some pod in _generated_pods
+		pod_security._clean with input as {"pod": pod}
+	}
+	wrong := {[pod, failed] |
+		some pod in fast
+		failed := pod_security.failed with input as {"pod": pod}
+		count(failed) > 0
+	}
+	wrong == set()
+
+	# both paths are reached: the generator is no use if it only makes one kind
+	count(fast) >= 20
+	count(_generated_pods) - count(fast) >= 1000
+}
