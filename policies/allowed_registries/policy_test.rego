@@ -129,7 +129,10 @@ test_invalid_image_volume_references_are_denied if {
 }
 
 test_exempt_images_exempt_image_volumes_too if {
-	config := fx.enable("allowed_registries", {"registries": ["docker.io/apache"], "exempt_images": ["registry.example.com/tools/*"]})
+	config := fx.enable("allowed_registries", {
+		"registries": ["docker.io/apache"],
+		"exempt_images": ["registry.example.com/tools/*"],
+	})
 	pod := _with_volumes(fx.worker_pod, ["registry.example.com/tools/jq:1", "registry.example.com/other:1"])
 	deny := allowed_registries.deny with input as {"pod": pod}
 		with data.airflow.pod.lib.config.user as config

@@ -83,17 +83,29 @@ test_images_are_containers_then_image_volumes if {
 		]},
 	])
 	entries := k8s.images with input as {"pod": pod}
-	[[e.kind, e.label, e.image, e.path, e.source_path, e.pull_policy] | some e in entries] == [
-		["container", `container "base"`, "python:3.11-slim", "/spec/containers/0/image", "/spec/containers/0", "imagePullPolicy"],
-		["initContainer", `initContainer "fetch-data"`, "quay.io/acme/fetcher:1.4", "/spec/initContainers/0/image", "/spec/initContainers/0", "imagePullPolicy"],
-		["ephemeralContainer", `ephemeralContainer "debug"`, "busybox:1.36", "/spec/ephemeralContainers/0/image", "/spec/ephemeralContainers/0", "imagePullPolicy"],
-		["volume", `volume "model"`, "quay.io/acme/model:7", "/spec/volumes/1/image/reference", "/spec/volumes/1/image", "pullPolicy"],
-		["volume", `volume ""`, "nameless:1", "/spec/volumes/3/image/reference", "/spec/volumes/3/image", "pullPolicy"],
+	[[e.kind, e.label, e.image] | some e in entries] == [
+		["container", `container "base"`, "python:3.11-slim"],
+		["initContainer", `initContainer "fetch-data"`, "quay.io/acme/fetcher:1.4"],
+		["ephemeralContainer", `ephemeralContainer "debug"`, "busybox:1.36"],
+		["volume", `volume "model"`, "quay.io/acme/model:7"],
+		["volume", `volume ""`, "nameless:1"],
+	]
+	[[e.path, e.source_path, e.pull_policy] | some e in entries] == [
+		["/spec/containers/0/image", "/spec/containers/0", "imagePullPolicy"],
+		["/spec/initContainers/0/image", "/spec/initContainers/0", "imagePullPolicy"],
+		["/spec/ephemeralContainers/0/image", "/spec/ephemeralContainers/0", "imagePullPolicy"],
+		["/spec/volumes/1/image/reference", "/spec/volumes/1/image", "pullPolicy"],
+		["/spec/volumes/3/image/reference", "/spec/volumes/3/image", "pullPolicy"],
 	]
 	entries[3].source == {"reference": "quay.io/acme/model:7", "pullPolicy": "Always"}
-	[e.label | some e in k8s.selected_images(false)] == [`container "base"`, `volume "model"`, `volume ""`] with input as {"pod": pod}
-	[e.label | some e in k8s.selected_images(true)] == [
-		`container "base"`, `initContainer "fetch-data"`, `volume "model"`, `volume ""`,
-	] with input as {"pod": pod}
+	mutated := k8s.selected_images(false) with input as {"pod": pod}
+	[e.label | some e in mutated] == [`container "base"`, `volume "model"`, `volume ""`]
+	with_init := k8s.selected_images(true) with input as {"pod": pod}
+	[e.label | some e in with_init] == [
+		`container "base"`,
+		`initContainer "fetch-data"`,
+		`volume "model"`,
+		`volume ""`,
+	]
 	k8s.images == [] with input as {}
 }
