@@ -1,7 +1,8 @@
 package airflow.pod.policies.allowed_registries
 
 # Denies images outside the allowed registries, and images that are no valid
-# reference. Images are parsed like the container runtime parses them
+# reference: container images of every kind and image volumes (k8s.images).
+# Images are parsed like the container runtime parses them
 # (lib/images.rego): "Evil/x:1" comes from the host "Evil". Judged after the
 # patch, so images the library rewrites to a mirror are judged by the
 # mirror. See README.md.
@@ -18,7 +19,8 @@ defaults := {
 	# "docker.io/library" (images are fully qualified before matching)
 	"params": {
 		"registries": [],
-		# globs on the container image; matching containers are not judged
+		# globs on the image as written; matching containers and image
+		# volumes are not judged
 		"exempt_images": [],
 	},
 }
@@ -26,8 +28,8 @@ defaults := {
 params := config.params("allowed_registries")
 
 deny contains msg if {
-	some entry in k8s.containers
-	image := entry.container.image
+	some entry in k8s.images
+	image := entry.image
 	not match.any_glob(params.exempt_images, image)
 	ref := images.parse(image)
 	not _allowed(ref.name)
@@ -40,8 +42,8 @@ deny contains msg if {
 # A reference the runtime's parser would refuse (or read differently from
 # what a looser parser would) cannot be judged: denied.
 deny contains msg if {
-	some entry in k8s.containers
-	image := entry.container.image
+	some entry in k8s.images
+	image := entry.image
 	not images.parse(image)
 	msg := sprintf(
 		"%s uses image %s, which is not a valid image reference; cannot check its registry",

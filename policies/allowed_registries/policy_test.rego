@@ -100,3 +100,44 @@ test_ephemeral_containers_are_judged if {
 	])} with input as {"pod": pod}
 		with data.airflow.pod.lib.config.user as _config
 }
+
+# Image volumes (spec.volumes[].image, Kubernetes 1.33+) are pulled by the
+# same runtime as container images: judged alike, named by volume.
+_with_volumes(pod, refs) := fx.put(pod, "/spec/volumes", array.concat(
+	[{"name": "logs", "emptyDir": {}}],
+	[{"name": sprintf("v%d", [i]), "image": {"reference": ref}} | some i, ref in refs],
+))
+
+test_image_volumes_are_judged if {
+	pod := _with_volumes(fx.worker_pod, ["evil.example.net/payload", "docker.io/apache/airflow:3", "Evil/x:1"])
+	deny := allowed_registries.deny with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as _config
+	deny == {
+		`volume "v0" uses image "evil.example.net/payload" (evil.example.net/payload), which is not from an allowed registry`,
+		`volume "v2" uses image "Evil/x:1" (Evil/x), which is not from an allowed registry`,
+	}
+}
+
+test_invalid_image_volume_references_are_denied if {
+	pod := _with_volumes(fx.worker_pod, ["quay.io/acme/x:1 ", 7])
+	deny := allowed_registries.deny with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as _config
+	deny == {
+		`volume "v0" uses image "quay.io/acme/x:1 ", which is not a valid image reference; cannot check its registry`,
+		`volume "v1" uses image 7, which is not a valid image reference; cannot check its registry`,
+	}
+}
+
+test_exempt_images_exempt_image_volumes_too if {
+	config := fx.enable("allowed_registries", {
+		"registries": ["docker.io/apache"],
+		"exempt_images": ["registry.example.com/tools/*"],
+	})
+	pod := _with_volumes(fx.worker_pod, ["registry.example.com/tools/jq:1", "registry.example.com/other:1"])
+	deny := allowed_registries.deny with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as config
+	deny == {concat("", [
+		`volume "v1" uses image "registry.example.com/other:1" (registry.example.com/other), `,
+		`which is not from an allowed registry`,
+	])}
+}

@@ -1,6 +1,8 @@
 package airflow.pod.policies.image_pull_policy
 
-# Sets imagePullPolicy where absent (or everywhere with `override`). See README.md.
+# Sets the pull policy where absent (or everywhere with `override`): each
+# container's imagePullPolicy and each image volume's pullPolicy (the same
+# pull, k8s.selected_images). See README.md.
 
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.k8s
@@ -21,15 +23,15 @@ _valid := {"Always", "IfNotPresent", "Never"}
 
 patch contains op if {
 	params.policy in _valid
-	some entry in k8s.selected(params.init_containers)
-	some op in ops.add_if_absent(entry.container, entry.path, ["imagePullPolicy"], params.policy)
+	some entry in k8s.selected_images(params.init_containers)
+	some op in ops.add_if_absent(entry.source, entry.source_path, [entry.pull_policy], params.policy)
 }
 
-patch contains ops.replace_op(concat("", [entry.path, "/imagePullPolicy"]), params.policy) if {
+patch contains ops.replace_op(concat("", [entry.source_path, "/", entry.pull_policy]), params.policy) if {
 	params.policy in _valid
 	params.override == true
-	some entry in k8s.selected(params.init_containers)
-	current := entry.container.imagePullPolicy
+	some entry in k8s.selected_images(params.init_containers)
+	current := entry.source[entry.pull_policy]
 	current != params.policy
 }
 

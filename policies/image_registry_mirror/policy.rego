@@ -1,7 +1,8 @@
 package airflow.pod.policies.image_registry_mirror
 
 # Rewrites images from configured registries to a mirror, keeping the
-# repository, tag and digest. See README.md.
+# repository, tag and digest: container images and image volumes
+# (k8s.selected_images). See README.md.
 
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.images
@@ -23,10 +24,10 @@ _mirrors[source] := trim_suffix(mirror, "/") if {
 	is_string(mirror)
 }
 
-patch contains {"op": "replace", "path": concat("", [entry.path, "/image"]), "value": image} if {
-	some entry in k8s.selected(params.init_containers)
-	image := rewrite(entry.container.image)
-	image != entry.container.image
+patch contains {"op": "replace", "path": entry.path, "value": image} if {
+	some entry in k8s.selected_images(params.init_containers)
+	image := rewrite(entry.image)
+	image != entry.image
 }
 
 # rewrite(image): the mirrored reference, or undefined when no source

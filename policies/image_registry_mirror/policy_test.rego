@@ -55,3 +55,21 @@ test_a_mirrored_pod_is_left_alone if {
 	])
 	image_registry_mirror.patch == set() with input as {"pod": pod} with data.airflow.pod.lib.config.user as _config
 }
+
+# Image volumes are pulled like container images: rewritten alike, at their
+# reference. init_containers leaves them alone (they are no init container).
+test_image_volumes_are_rewritten if {
+	volumes := [
+		{"name": "logs", "emptyDir": {}},
+		{"name": "model", "image": {"reference": "quay.io/acme/model:7", "pullPolicy": "IfNotPresent"}},
+		{"name": "mirrored", "image": {"reference": _python}},
+		{"name": "other", "image": {"reference": "registry.example.com/team/app:1"}},
+	]
+	pod := fx.put(fx.kpo_pod, "/spec/volumes", volumes)
+	config := fx.enable("image_registry_mirror", {"mirrors": _mirrors, "init_containers": false})
+	ops := image_registry_mirror.patch with input as {"pod": pod} with data.airflow.pod.lib.config.user as config
+	ops == {
+		{"op": "replace", "path": "/spec/containers/0/image", "value": _python},
+		{"op": "replace", "path": "/spec/volumes/1/image/reference", "value": "mirror.example.com/acme/model:7"},
+	}
+}

@@ -1,7 +1,8 @@
 package airflow.pod.policies.image_tag
 
 # Warns (or denies, with action: deny) on images without a tag or with a
-# mutable tag such as :latest, and on images that are no valid reference.
+# mutable tag such as :latest, and on images that are no valid reference:
+# container images of every kind and image volumes (k8s.images).
 # Digest-pinned images always pass. See README.md.
 
 import data.airflow.pod.lib.config
@@ -15,7 +16,8 @@ defaults := {
 	"params": {
 		"action": "warn",
 		"forbidden_tags": ["latest"],
-		# globs on the container image; matching containers are not judged
+		# globs on the image as written; matching containers and image
+		# volumes are not judged
 		"exempt_images": [],
 	},
 }
@@ -23,18 +25,18 @@ defaults := {
 params := config.params("image_tag")
 
 findings contains msg if {
-	some entry in k8s.containers
-	ref := images.parse(entry.container.image)
+	some entry in k8s.images
+	ref := images.parse(entry.image)
 	ref.digest == ""
 	ref.tag in _mutable_tags
-	not match.any_glob(params.exempt_images, entry.container.image)
-	msg := _finding(entry.label, messages.clip(entry.container.image), ref.tag)
+	not match.any_glob(params.exempt_images, entry.image)
+	msg := _finding(entry.label, messages.clip(entry.image), ref.tag)
 }
 
 # A reference the runtime's parser refuses pins nothing.
 findings contains msg if {
-	some entry in k8s.containers
-	image := entry.container.image
+	some entry in k8s.images
+	image := entry.image
 	not images.parse(image)
 	msg := sprintf(
 		"%s image %s is not a valid image reference; pin a version or a digest",

@@ -88,3 +88,22 @@ test_ephemeral_containers_are_judged if {
 	])
 	image_tag.warn == {warning} with input as {"pod": pod}
 }
+
+# Image volumes pin (or not) like container images, named by volume.
+test_image_volumes_are_judged if {
+	volumes := [
+		{"name": "model", "image": {"reference": "registry.example.com/models/bert"}},
+		{"name": "tools", "image": {"reference": "registry.example.com/tools:latest", "pullPolicy": "Always"}},
+		{"name": "pinned", "image": {"reference": concat("@", ["registry.example.com/tools", _digest])}},
+		{"name": "bad", "image": {"reference": "tools:1 "}},
+		{"name": "exempt", "image": {"reference": "busybox"}},
+		{"name": "logs", "emptyDir": {}},
+	]
+	pod := fx.put(fx.hardened_pod, "/spec/volumes", volumes)
+	image_tag.warn == {
+		`volume "model" image "registry.example.com/models/bert" has no tag (implicitly :latest); pin a version or a digest`,
+		`volume "tools" image "registry.example.com/tools:latest" uses the mutable tag "latest"; pin a version or a digest`,
+		`volume "bad" image "tools:1 " is not a valid image reference; pin a version or a digest`,
+	} with input as {"pod": pod}
+		with data.airflow.pod.lib.config.user as fx.params("image_tag", {"exempt_images": ["busybox"]})
+}

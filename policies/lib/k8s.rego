@@ -80,6 +80,60 @@ selected(include_init) := _mutable if {
 	include_init == true
 } else := _regular
 
+# images: every image reference the pod makes the runtime pull: each
+# container's image (in `containers` order), then each image volume's
+# reference (spec.volumes[].image, Kubernetes 1.33+: pulled by the same
+# runtime, so a policy on images that skipped them could be walked around), as
+#   {"kind": "container" | "initContainer" | "ephemeralContainer" | "volume",
+#    "label": "container \"base\"" | "volume \"model\"", "image": ...,
+#    "path": "/spec/containers/0/image" | "/spec/volumes/2/image/reference",
+#    "source": {...}, "source_path": "/spec/containers/0" | "/spec/volumes/2/image",
+#    "pull_policy": "imagePullPolicy" | "pullPolicy"}
+# `path` points at the reference, `label` names its owner in messages;
+# `source` is the object holding the reference and its pull policy (the
+# container, or the volume's `image`), at `source_path`, under the key
+# `pull_policy`. Entries without a reference are left out (the API server
+# requires one). Policies that judge images read this list.
+images := array.concat([_container_image(e) | some e in containers; _has_image(e.container)], image_volumes)
+
+# selected_images(include_init): the images a mutating policy changes: those
+# of selected(include_init), then every image volume (a volume belongs to no
+# container kind; ephemeral containers are never mutated, see selected).
+selected_images(include_init) := array.concat(
+	[_container_image(e) | some e in selected(include_init); _has_image(e.container)],
+	image_volumes,
+)
+
+# image_volumes: the image volumes, in pod order, as `images` entries.
+image_volumes := [{
+	"kind": "volume",
+	"label": sprintf("volume %q", [messages.clip(object.get(v, "name", ""))]),
+	"image": source.reference,
+	"path": concat("", [source_path, "/reference"]),
+	"source": source,
+	"source_path": source_path,
+	"pull_policy": "pullPolicy",
+} |
+	some i, v in object.get(pod, ["spec", "volumes"], [])
+	source := v.image
+	"reference" in object.keys(source)
+	source_path := concat("", ["/spec/volumes/", format_int(i, 10), "/image"])
+]
+
+_has_image(container) if "image" in object.keys(container)
+
+_container_image(entry) := {
+	"kind": _kinds[entry.field],
+	"label": entry.label,
+	"image": entry.container.image,
+	"path": concat("", [entry.path, "/image"]),
+	"source": entry.container,
+	"source_path": entry.path,
+	"pull_policy": "imagePullPolicy",
+}
+
+_kinds := {"containers": "container", "initContainers": "initContainer", "ephemeralContainers": "ephemeralContainer"}
+
 # windows: the pod declares spec.os.name "windows". The API server then
 # rejects the Linux-only securityContext fields below ("cannot be set for a
 # windows pod"), so mutators must not add them to such a pod.

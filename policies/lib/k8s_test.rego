@@ -68,3 +68,44 @@ test_ephemeral_containers_are_judged_not_mutated if {
 	]
 	[e.name | some e in k8s.selected(true)] == ["base", "fetch-data"] with input as {"pod": pod}
 }
+
+# Every image the runtime pulls: containers of each kind, then image volumes,
+# each with the pointer of its reference and of its pull policy's holder.
+test_images_are_containers_then_image_volumes if {
+	pod := json.patch(fx.kpo_pod, [
+		{"op": "add", "path": "/spec/ephemeralContainers", "value": [{"name": "debug", "image": "busybox:1.36"}]},
+		{"op": "add", "path": "/spec/containers/-", "value": {"name": "no-image"}},
+		{"op": "add", "path": "/spec/volumes", "value": [
+			{"name": "logs", "emptyDir": {}},
+			{"name": "model", "image": {"reference": "quay.io/acme/model:7", "pullPolicy": "Always"}},
+			{"name": "empty", "image": {}},
+			{"image": {"reference": "nameless:1"}},
+		]},
+	])
+	entries := k8s.images with input as {"pod": pod}
+	[[e.kind, e.label, e.image] | some e in entries] == [
+		["container", `container "base"`, "python:3.11-slim"],
+		["initContainer", `initContainer "fetch-data"`, "quay.io/acme/fetcher:1.4"],
+		["ephemeralContainer", `ephemeralContainer "debug"`, "busybox:1.36"],
+		["volume", `volume "model"`, "quay.io/acme/model:7"],
+		["volume", `volume ""`, "nameless:1"],
+	]
+	[[e.path, e.source_path, e.pull_policy] | some e in entries] == [
+		["/spec/containers/0/image", "/spec/containers/0", "imagePullPolicy"],
+		["/spec/initContainers/0/image", "/spec/initContainers/0", "imagePullPolicy"],
+		["/spec/ephemeralContainers/0/image", "/spec/ephemeralContainers/0", "imagePullPolicy"],
+		["/spec/volumes/1/image/reference", "/spec/volumes/1/image", "pullPolicy"],
+		["/spec/volumes/3/image/reference", "/spec/volumes/3/image", "pullPolicy"],
+	]
+	entries[3].source == {"reference": "quay.io/acme/model:7", "pullPolicy": "Always"}
+	mutated := k8s.selected_images(false) with input as {"pod": pod}
+	[e.label | some e in mutated] == [`container "base"`, `volume "model"`, `volume ""`]
+	with_init := k8s.selected_images(true) with input as {"pod": pod}
+	[e.label | some e in with_init] == [
+		`container "base"`,
+		`initContainer "fetch-data"`,
+		`volume "model"`,
+		`volume ""`,
+	]
+	k8s.images == [] with input as {}
+}

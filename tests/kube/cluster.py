@@ -110,7 +110,9 @@ class ControlPlane:
     The API server runs with RBAC, a static admin token (group system:masters), a service-account key
     pair, serving certificates it generates itself (``--cert-dir``), PodSecurity admission, and
     ``--allow-privileged=true`` (the default refuses privileged pods at validation, before admission
-    could show what the hook did).
+    could show what the hook did), and the ``ImageVolume`` feature gate (beta but off by default in 1.34:
+    off, the server silently drops ``image`` volumes and their mounts, so the library's image-volume
+    samples would not be stored as the hook sent them).
     """
 
     def __init__(self, workdir: Path | None = None, *, startup_timeout: float = 90.0) -> None:
@@ -265,6 +267,7 @@ class ControlPlane:
                 "--enable-admission-plugins=PodSecurity",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
+                "--feature-gates=ImageVolume=true",
                 "--profiling=false",
             ],
         )
