@@ -58,9 +58,11 @@ class Settings:
     protected_labels: tuple[str, ...] = ()
     max_patch_ops: int = 1000
     #: Limits checked before OPA is asked (a pod above one is denied in both fail modes): the pod's
-    #: compact UTF-8 JSON (Kubernetes' own request limit), and its containers of all three kinds.
+    #: compact UTF-8 JSON (Kubernetes' own request limit), its containers of all three kinds, and its
+    #: volumes (each image volume is an image to judge and may be a patch operation).
     max_pod_bytes: int = 1572864
     max_containers: int = 100
+    max_volumes: int = 256
     max_response_bytes: int = 8 * 1024 * 1024
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
@@ -190,6 +192,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_patch_ops": _positive_int,
     "max_pod_bytes": _positive_int,
     "max_containers": _positive_int,
+    "max_volumes": _positive_int,
     "max_response_bytes": _positive_int,
     "breaker_threshold": _positive_int,
     "breaker_cooldown": _positive_float,
@@ -233,7 +236,14 @@ def _validate(settings: Settings) -> None:
 
 
 def _validate_counts(settings: Settings) -> None:
-    for key in ("max_patch_ops", "max_pod_bytes", "max_containers", "max_response_bytes", "breaker_threshold"):
+    for key in (
+        "max_patch_ops",
+        "max_pod_bytes",
+        "max_containers",
+        "max_volumes",
+        "max_response_bytes",
+        "breaker_threshold",
+    ):
         value = getattr(settings, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(key, value, "expected a whole number of at least 1")
