@@ -134,6 +134,8 @@ test_an_env_from_prefix_that_can_form_a_denied_name if {
 test_env_from_prefixes_that_cannot if {
 	protect_enforcement.deny == set() with input as _ke(_from("APP_"))
 	protect_enforcement.deny == set() with input as _ke(_from("AIRFLOW_HOME"))
+	protect_enforcement.deny == set() with input as _ke(_from("AIRFLOW_CONN_"))
+	protect_enforcement.deny == set() with input as _ke(_from("AIRFLOW__DATABASE__"))
 	protect_enforcement.deny == set() with input as _ke(_from(""))
 	pod := fx.put(fx.worker_pod, "/spec/containers/0/envFrom", [{"secretRef": {"name": "creds"}}])
 	protect_enforcement.deny == set() with input as _ke(pod)
