@@ -10,7 +10,10 @@ and with an organisation's configuration once sidecar-policy-config.yaml's keys 
 from __future__ import annotations
 
 import copy
+import fnmatch
+import json
 import re
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -307,3 +310,51 @@ def test_the_remote_bundle_configuration_verifies_signatures_and_masks_its_logs(
     assert config["keys"]["airflow_bundle"]["algorithm"] == "RS256"
     assert config["decision_logs"]["mask_decision"] == "/system/log/mask"
     assert not config["decision_logs"].get("console")
+
+
+# -- what the deployment grants and protects (issue 22, items 3 and 6) -----------------------------------
+
+DEPLOY_CONFIG = load("sidecar-policy-config.yaml")["airflow"]["pod"]["config"]["policies"]
+OPT_IN = "airflow-opa-mutation/automount-service-account-token"
+
+
+def served(start_opa, path: str) -> Any:
+    """A document of the shipped library, as a real OPA serves it."""
+    opa = start_opa(paths=[POLICIES])
+    with urllib.request.urlopen(f"{opa.url}/v1/data/{path}", timeout=30) as response:
+        return json.load(response)["result"]
+
+
+def sidecar_volume_definitions() -> dict[str, Any]:
+    return {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in template_opa_volumes()}
+
+
+def test_the_worker_pod_template_grants_itself_no_token():
+    """Before issue 22 the template opted every worker in with the policy's annotation."""
+    assert OPT_IN not in TEMPLATE["metadata"].get("annotations", {})
+    assert TEMPLATE["spec"]["automountServiceAccountToken"] is False
+    assert VALUES["workers"].get("podAnnotations", {}).get(OPT_IN) is None
+
+
+def test_the_deployment_denies_the_control_planes_service_accounts():
+    """The official chart names them <fullname>-scheduler, ...; fullname is the release when it contains
+    "airflow", <release>-airflow otherwise: both forms are denied, the worker's own account is not."""
+    denied = DEPLOY_CONFIG["service_account_token"]["params"]["denied_service_accounts"]
+    for component in ("scheduler", "webserver", "api-server", "triggerer", "dag-processor"):
+        for fullname in ("airflow", "prod-airflow", "analytics-airflow"):
+            assert any(fnmatch.fnmatchcase(f"{fullname}-{component}", glob) for glob in denied), (fullname, component)
+    assert not any(fnmatch.fnmatchcase(TEMPLATE["spec"]["serviceAccountName"], glob) for glob in denied)
+
+
+def test_protect_enforcement_expects_the_shipped_sidecar(start_opa):
+    """The policy's defaults and the deploy configuration both expect opa-sidecar.yaml and its volumes:
+    bump the OPA version (or change an argument) in one and a test names the others."""
+    defaults = served(start_opa, "airflow/pod/policies/protect_enforcement/defaults")["params"]
+    for where, params in {"policy defaults": defaults, "sidecar-policy-config.yaml": DEPLOY_CONFIG["protect_enforcement"]["params"]}.items():
+        assert params["sidecar_name"] == SIDECAR["name"], where
+        for field, want in params["sidecar"].items():
+            assert (SIDECAR.get(field) or None) == (want or None), (where, field)
+        assert set(params["sidecar"]) >= {"image", "command", "args", "env", "envFrom", "volumeMounts", "restartPolicy"}
+        assert params["sidecar_volumes"] == sidecar_volume_definitions(), where
+    assert DEPLOY_CONFIG["protect_enforcement"]["params"]["require_sidecar"] is True, "values.yaml gives every worker one"
+    assert defaults["require_sidecar"] is False, "deployments without worker sidecars must keep working"

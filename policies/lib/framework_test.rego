@@ -33,7 +33,7 @@ test_active_lists_enabled_policies_in_order if {
 	names := framework.active with input as {"pod": fx.worker_pod, "airflow": fx.ke_airflow}
 	names == [
 		"deny_host_namespaces", "deny_host_path", "deny_privileged", "image_tag",
-		"pod_security", "pod_security_context", "security_context", "service_account_token",
+		"pod_security", "pod_security_context", "protect_enforcement", "security_context", "service_account_token",
 	]
 }
 
