@@ -52,7 +52,7 @@ test_clean_implies_no_failed_check_on_generated_pods if {
 }
 
 # The generated pods the fast path accepts.
-_fast := {pod |
+_fast contains pod if {
 	some pod in _generated_pods
 
 	# regal ignore:with-outside-test-context
@@ -60,7 +60,7 @@ _fast := {pod |
 }
 
 # Those of them some full check fails, with the failures.
-_wrong_clean := {[pod, failed] |
+_wrong_clean contains [pod, failed] if {
 	some pod in _fast
 
 	# regal ignore:with-outside-test-context
