@@ -19,7 +19,7 @@ from airflow_opa_mutation import PodDenied
 from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 from ..conftest import POLICIES
-from .conftest import ECHO_ANNOTATION, airflow_env, construct, echoed, make_kpo, run_airflow, task_context
+from .conftest import ECHO_ANNOTATION, KUBECONFIG, airflow_env, construct, echoed, make_kpo, run_airflow, task_context
 
 pytestmark = pytest.mark.airflow
 
@@ -157,6 +157,28 @@ def forge(case, erase):
         if comms is not None:
             task_runner.SUPERVISOR_COMMS = comms
         os.environ.update(env)
+    record(case, pod)
+
+
+def forge_kpo(case):
+    """Push a task context naming ops_debug and build a KubernetesPodOperator pod labelled for it."""
+    from types import SimpleNamespace
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.sdk.definitions._internal.contextmanager import _CURRENT_CONTEXT
+
+    ti = SimpleNamespace(dag_id="ops_debug", task_id="debug", run_id="manual__forged", try_number=1, map_index=-1)
+    forged = {{"ti": ti, "task_instance": ti, "run_id": "manual__forged", "dag": SimpleNamespace()}}
+    operator = KubernetesPodOperator(task_id="debug", image="busybox:1.36", namespace="data", name="debug",
+                                     kubernetes_conn_id=None, config_file=os.environ["AOM_KUBECONFIG"])
+    _CURRENT_CONTEXT.append(forged)
+    try:
+        pod = operator.build_pod_request_obj(forged)
+    finally:
+        _CURRENT_CONTEXT.pop()
+    record(case, pod)
+
+
+def record(case, pod):
     with open(os.environ["AOM_FORGED"], "a") as out:
         out.write(json.dumps({{"case": case, "airflow": json.loads(pod.metadata.annotations["{ECHO_ANNOTATION}"])}}) + "\\n")
 
@@ -178,6 +200,12 @@ with DAG("forging", schedule=None, start_date=datetime(2026, 1, 1)):
         pass
 
     at_parse()
+
+    @task
+    def kpo_pushed_context():
+        forge_kpo("kpo_pushed_context")
+
+    kpo_pushed_context()
 '''
 
 #: Runs each task of FORGING_DAG the way the LocalExecutor and a KubernetesExecutor worker pod do:
@@ -189,6 +217,8 @@ import httpx
 from airflow.sdk.api.client import Client, noop_handler
 from airflow.sdk.api.datamodels._generated import BundleInfo, TaskInstance
 from airflow.sdk.execution_time.supervisor import supervise_task
+# Loaded before the fork, as in a LocalExecutor's scheduler: each task process starts with the provider.
+import airflow.providers.cncf.kubernetes.operators.pod
 
 
 def execution_api(request):
@@ -202,13 +232,13 @@ def execution_api(request):
 
 
 exits = {}
-for task_id in ("context_stack", "and_supervisor_comms", "and_environment", "at_parse"):
+for task_id in ("context_stack", "and_supervisor_comms", "and_environment", "at_parse", "kpo_pushed_context"):
     ti = TaskInstance(id=uuid.uuid4(), task_id=task_id, dag_id="forging", run_id="manual__2026-12-07",
                       try_number=1, dag_version_id=uuid.uuid4())
     client = Client(base_url=None, dry_run=True, token="", transport=httpx.MockTransport(execution_api))
     exits[task_id] = supervise_task(ti=ti, bundle_info=BundleInfo(name="dags-folder"), dag_rel_path="forging.py",
                                     token="", client=client, subprocess_logs_to_stdout=True)
-report({"exits": exits, "provider_loaded": "airflow.providers.cncf.kubernetes.pod_generator" in sys.modules})
+report({"exits": exits})
 """
 
 
@@ -219,9 +249,11 @@ def forged(tmp_path_factory: pytest.TempPathFactory, echo_opa: LocalOpa) -> dict
     (home / "dags").mkdir()
     (home / "dags" / "forging.py").write_text(FORGING_DAG)
     results = home / "forged.jsonl"
+    (home / "kubeconfig").write_text(KUBECONFIG)  # never contacted
     result = run_airflow(RUN_FORGING_TASKS, airflow_env(
         home, AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__OPA_MUTATION__URL=echo_opa.url, AOM_FORGED=str(results),
+        AOM_KUBECONFIG=str(home / "kubeconfig"),
         AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL="1",  # the supervisor notices a finished task sooner
     ), timeout=300)
     assert set(result["exits"].values()) == {0}, result["_output"][-6000:]
@@ -244,4 +276,12 @@ def test_dag_code_that_erases_every_mark_of_a_task_process_is_believed(forged):
     as the scheduler's. Task processes are untrusted; Kubernetes admission is the backstop."""
     seen = forged["and_environment"]
     assert (seen["dag_id"], seen["launcher"]) == ("ops_debug", "kubernetes_executor")
+    assert "untrusted" not in seen
+
+
+def test_dag_code_that_pushes_a_task_context_chooses_its_kpo_pods_ids(forged):
+    """The same limit on the KubernetesPodOperator path: the running task's context is what DAG code in the
+    task process says it is. Its ids are a boundary no more than the operator path itself is."""
+    seen = forged["kpo_pushed_context"]
+    assert (seen["dag_id"], seen["task_id"], seen["launcher"]) == ("ops_debug", "debug", "kubernetes_pod_operator")
     assert "untrusted" not in seen
