@@ -13,11 +13,15 @@ task context (``airflow.sdk.get_current_context()``); when that context is the t
 name (its ids, sanitized the same way, equal the labels), ``dag_id``, ``task_id`` and ``run_id`` are
 taken from it. Nothing of Airflow is imported for this: the context is looked up only in modules the
 process has already loaded, and any failure leaves the label values in place.
+
+None of this is a boundary against DAG code running in the same process: it can set, empty or forge any
+of what is read here (docs/threat-model.md, "Where the ids come from").
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -34,6 +38,12 @@ _INT_IDS = ("try_number", "map_index")
 _CONTEXT_MODULE = "airflow.sdk.definitions.context"
 #: The cncf.kubernetes provider's module holding ``make_safe_label_value`` (the operator imports it).
 _PROVIDER_POD_GENERATOR = "airflow.providers.cncf.kubernetes.pod_generator"
+#: Airflow 3's task runner. Its ``SUPERVISOR_COMMS`` is set in every process a supervisor starts to run
+#: DAG code (a task, DAG file parsing, callbacks, the triggerer's runner), never in the scheduler.
+_TASK_RUNNER = "airflow.sdk.execution_time.task_runner"
+#: What the task runner exports into a task's environment before ``execute()`` (``AIRFLOW_CTX_DAG_ID``,
+#: ...): inherited by the processes the task starts.
+_TASK_ENV_PREFIX = "AIRFLOW_CTX_"
 
 _MAX_LABEL_LEN = 63
 _UNSAFE_LABEL_CHARS = re.compile(r"^[^a-z0-9A-Z]*|[^a-zA-Z0-9_\-\.]|[^a-z0-9A-Z]*$")
@@ -106,8 +116,8 @@ def _construct_pod_ids() -> dict[str, Any] | None:
     """The ids the scheduler passed to ``PodGenerator.construct_pod``, when the hook runs inside it.
 
     The frame is recognised by its code object, compared with the loaded provider's own function (a
-    function of the same name elsewhere is not it). Inside a running task (a task context is set) a
-    ``construct_pod`` call is DAG code's, not the scheduler's: ignored.
+    function of the same name elsewhere is not it). In a process that shows any mark of running DAG code
+    (:func:`in_task_process`) a ``construct_pod`` call is DAG code's, not the scheduler's: ignored.
     """
     provider = sys.modules.get(_PROVIDER_POD_GENERATOR)
     generator = getattr(provider, "PodGenerator", None)
@@ -117,7 +127,7 @@ def _construct_pod_ids() -> dict[str, Any] | None:
     frame = sys._getframe(1)
     while frame is not None and frame.f_code is not code:
         frame = frame.f_back  # type: ignore[assignment]
-    if frame is None or running_task_ids() is not None:
+    if frame is None or in_task_process():
         return None
     args = frame.f_locals
     ids: dict[str, Any] = {}
@@ -149,6 +159,36 @@ def escape(text: str, limit: int = 256) -> str:
 # -- the task running in this process ------------------------------------------------------------------
 
 
+def in_task_process() -> bool:
+    """True when this process shows a mark of running DAG code: a task context is set, the task runner's
+    ``SUPERVISOR_COMMS`` is set (task, DAG parsing, callback and triggerer processes), or the task runner's
+    ``AIRFLOW_CTX_*`` variables are in the environment (a task, or a process it started).
+
+    A cheap raising of the bar, not a boundary: DAG code in this process can erase every one of these
+    marks. The scheduler shows none of them (tests/airflow/test_kube_e2e.py records its hook calls).
+    """
+    if "airflow" not in sys.modules:
+        return False
+    if _current_task_context() is not None:
+        return True
+    runner = sys.modules.get(_TASK_RUNNER)
+    if getattr(runner, "SUPERVISOR_COMMS", None) is not None:
+        return True
+    return any(key.startswith(_TASK_ENV_PREFIX) for key in os.environ)
+
+
+def _current_task_context() -> Any | None:
+    """Airflow's current task context (``get_current_context()``), or ``None``: imports nothing, never raises."""
+    module = sys.modules.get(_CONTEXT_MODULE)
+    getter = getattr(module, "get_current_context", None)
+    if not callable(getter):
+        return None
+    try:
+        return getter()
+    except Exception:  # no task is running here (RuntimeError), or an Airflow we do not know
+        return None
+
+
 def running_task_ids() -> dict[str, Any] | None:
     """The ids of the Airflow task this process is executing right now, or ``None``.
 
@@ -158,13 +198,8 @@ def running_task_ids() -> dict[str, Any] | None:
     """
     if "airflow" not in sys.modules:
         return None
-    module = sys.modules.get(_CONTEXT_MODULE)
-    getter = getattr(module, "get_current_context", None)
-    if not callable(getter):
-        return None
-    try:
-        task_context = getter()
-    except Exception:  # no task is running here (RuntimeError), or an Airflow we do not know
+    task_context = _current_task_context()
+    if task_context is None:
         return None
     try:
         return _ids_of(task_context)

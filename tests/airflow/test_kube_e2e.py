@@ -94,6 +94,30 @@ with DAG("kpo_e2e", schedule=None, start_date=datetime(2026, 1, 1), catchup=Fals
                           **COMMON)
 '''
 
+#: ``airflow_local_settings.py`` of the Airflow home: a second ``pod_mutation_hook`` that changes nothing and
+#: records, for every pod, the ids the hook's logic confirms in that process and the marks of a task process
+#: it looks at (``_airflow_context.in_task_process``), in ``$AIRFLOW_HOME/hook-calls.jsonl``.
+RECORDING_LOCAL_SETTINGS = '''
+import json, os, sys
+
+
+def pod_mutation_hook(pod):
+    from airflow_opa_mutation import _airflow_context
+
+    runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+    record = {
+        "pod": pod.metadata.name,
+        "airflow": _airflow_context.airflow_context(pod.metadata.labels or {}, pod.metadata.annotations or {}),
+        "in_task_process": _airflow_context.in_task_process(),
+        "argv": sys.argv,
+        "task_runner_loaded": runner is not None,
+        "supervisor_comms": getattr(runner, "SUPERVISOR_COMMS", None) is not None,
+        "task_env": sorted(key for key in os.environ if key.startswith("AIRFLOW_CTX_")),
+    }
+    with open(os.path.join(os.environ["AIRFLOW_HOME"], "hook-calls.jsonl"), "a") as out:
+        out.write(json.dumps(record) + "\\n")
+'''
+
 #: One interpreter: the metadata DB and both DAGs serialized (what ``airflow db migrate`` and ``airflow dags
 #: reserialize`` do), then the KubernetesPodOperator DAG under ``dag.test()`` and its operators' dry runs.
 PREPARE_AND_RUN_KPO = """
@@ -145,6 +169,8 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory, kube_cluster: Control
     dags.mkdir()
     (dags / "executor_e2e.py").write_text(EXECUTOR_DAG)
     (dags / "kpo_e2e.py").write_text(KPO_DAG.format(namespace=KPO_NS, kubeconfig=str(kube_cluster.kubeconfig)))
+    (home / "config").mkdir()
+    (home / "config" / "airflow_local_settings.py").write_text(RECORDING_LOCAL_SETTINGS)
     env = airflow_env(
         home,
         AIRFLOW__CORE__EXECUTOR="KubernetesExecutor",
@@ -280,6 +306,22 @@ def test_executor_worker_pod_is_stored_mutated_with_the_audit_annotation(executo
     assert executor_run.states["load"] == "queued"  # waits for a kubelet that never comes
 
 
+def hook_calls(home: Path) -> list[dict[str, Any]]:
+    """What RECORDING_LOCAL_SETTINGS recorded, one entry per pod handed to the hook."""
+    return [json.loads(line) for line in (home / "hook-calls.jsonl").read_text().splitlines()]
+
+
+def test_the_real_scheduler_confirms_the_executor_ids_and_shows_no_mark_of_a_task_process(
+        airflow_home: tuple[Path, dict[str, str]], executor_run: Run):
+    """Issue 22 item 8: the marks that make construct_pod untrusted in a task process are absent from the
+    real scheduler, whose worker pods keep ids the scheduler vouches for."""
+    [call] = [c for c in hook_calls(airflow_home[0]) if c["airflow"].get("task_id") == "load"]
+    assert call["argv"][1:2] == ["scheduler"]
+    assert not call["in_task_process"] and not call["supervisor_comms"] and not call["task_env"]
+    assert (call["airflow"]["dag_id"], call["airflow"]["launcher"]) == ("executor_e2e", "kubernetes_executor")
+    assert "untrusted" not in call["airflow"]
+
+
 def test_executor_denied_task_fails_with_the_reason_in_the_scheduler_log_and_no_pod(executor_run: Run):
     assert executor_run.states["escalate"] == "failed"
     assert [p["metadata"]["labels"]["task_id"] for p in executor_run.pods] == ["load"]  # nothing of escalate
@@ -307,6 +349,17 @@ def test_kpo_pod_is_stored_mutated_and_the_task_times_out_waiting_for_a_kubelet(
     assert pod["spec"]["containers"][0]["image"] == "ghcr.io/example/dbt:1.8.2"
     assert kpo_run["states"]["transform"] == "failed"
     assert "PodLaunchTimeoutException" in kpo_run["_output"]
+
+
+def test_kpo_pods_are_built_in_a_process_marked_as_a_task_with_the_running_tasks_ids(
+        airflow_home: tuple[Path, dict[str, str]], kpo_run: dict[str, Any]):
+    """``dag.test()`` runs the task in its own process, as the task runner does: a task context and the task
+    runner's ``SUPERVISOR_COMMS`` are set, and the operator's ids come from that context."""
+    calls = [c for c in hook_calls(airflow_home[0]) if c["airflow"].get("dag_id") == "kpo_e2e"]  # not dry runs
+    assert "transform" in {c["airflow"]["task_id"] for c in calls}
+    for call in calls:
+        assert call["in_task_process"] and call["supervisor_comms"] and call["task_env"]
+        assert call["airflow"]["launcher"] == "kubernetes_pod_operator" and "untrusted" not in call["airflow"]
 
 
 def test_kpo_denied_pod_is_never_created_and_the_task_fails_with_the_reason(kpo_run: dict[str, Any]):
