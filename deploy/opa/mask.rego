@@ -14,8 +14,8 @@
 #   token), "--password", "--token", "--api-key", ... (secret_words), and the part after "=" or a
 #   space in "--password=x", "--token x" or a shell line "dbt run --token x" (replaced by
 #   "<redacted>", so the log still shows the flag was there);
-# - annotation values whose key looks secret (secret_words, "authorization",
-#   last-applied-configuration) or whose value is a bearer or basic credential ("<redacted>").
+# - annotation values whose key holds a secret word ("auth" covers Authorization) or is kubectl's
+#   last-applied-configuration, or whose value is a bearer or basic credential ("<redacted>").
 # In the decision's result, the same inside every value a patch op writes (a sidecar container, a
 # list of containers, a whole spec or pod, an annotation), and the whole value of an op that writes
 # into an env list.
@@ -36,8 +36,8 @@ probe_kinds := ["livenessProbe", "readinessProbe", "startupProbe"]
 
 lifecycle_hooks := ["postStart", "preStop"]
 
-# A flag or annotation key is secret when its name, in lower case with "_" read as "-", contains one
-# of these words. The hook's dry-run diff uses the same list (SECRET_WORDS in
+# A flag or annotation key is secret when its name contains one of these words, in any case, with
+# "_" or "-" inside it. The hook's dry-run diff uses the same list (SECRET_WORDS in
 # hook/airflow_opa_mutation/_redact.py; tests/test_secret_redaction.py checks they agree).
 secret_words := [
 	"json-string", # Airflow 3's workload JSON: the task's Execution API token
@@ -89,17 +89,34 @@ mask contains sprintf("/input/pod/spec/%s/%d/lifecycle/%s/httpGet/httpHeaders/%d
 	"value" in object.keys(header)
 }
 
-# Secret flags' values in command and args of containers, and of their exec probes and hooks.
+# Secret flags' values in command and args of containers ...
 mask contains upsert if {
 	some kind in container_kinds
 	some i, container in input.input.pod.spec[kind]
-	some at, program in programs(container)
-	some upsert in argv_masks(sprintf("/input/pod/spec/%s/%d%s", [kind, i, at]), program)
+	some upsert in program_masks(sprintf("/input/pod/spec/%s/%d", [kind, i]), container)
+}
+
+# ... of their exec probes ...
+mask contains upsert if {
+	some kind in container_kinds
+	some i, container in input.input.pod.spec[kind]
+	some probe in probe_kinds
+	some upsert in program_masks(sprintf("/input/pod/spec/%s/%d/%s/exec", [kind, i, probe]), container[probe].exec)
+}
+
+# ... and of their exec hooks.
+mask contains upsert if {
+	some kind in container_kinds
+	some i, container in input.input.pod.spec[kind]
+	some hook in lifecycle_hooks
+	program := container.lifecycle[hook].exec
+	some upsert in program_masks(sprintf("/input/pod/spec/%s/%d/lifecycle/%s/exec", [kind, i, hook]), program)
 }
 
 # Annotations holding a credential: the whole object, with those values redacted.
 mask contains {"op": "upsert", "path": "/input/pod/metadata/annotations", "value": masked} if {
 	annotations := input.input.pod.metadata.annotations
+	suspect_annotations(annotations)
 	masked := masked_annotations(annotations)
 	masked != annotations
 }
@@ -121,29 +138,36 @@ mask contains concat("", [sprintf("/result/patch/%d/value", [i]), pointer(path)]
 
 # Secret flags' values in every program (container, exec probe or hook) inside what a patch op writes.
 mask contains upsert if {
+	patch_suspect
 	some i, op in input.result.patch
 	walk(op.value, [path, node])
-	is_object(node)
-	some upsert in argv_masks(concat("", [sprintf("/result/patch/%d/value", [i]), pointer(path)]), node)
+	runs(node)
+	some upsert in program_masks(concat("", [sprintf("/result/patch/%d/value", [i]), pointer(path)]), node)
 }
 
 # A patch op that writes a whole command or args list ...
 mask contains upsert if {
+	patch_suspect
 	some i, op in input.result.patch
 	regex.match(`/(command|args)$`, op.path)
 	is_array(op.value)
-	some upsert in vector_masks([[sprintf("/result/patch/%d/value/%d", [i, j]), arg] | some j, arg in op.value])
+	some upsert in vector_masks(sprintf("/result/patch/%d/value", [i]), op.value)
 }
 
 # ... or one argument of it (only its own "--flag=value" or shell line can be judged).
 mask contains upsert if {
+	patch_suspect
 	some i, op in input.result.patch
 	regex.match(`/(command|args)/[^/]+$`, op.path)
-	some upsert in vector_masks([[sprintf("/result/patch/%d/value", [i]), op.value]])
+	is_string(op.value)
+	regex.match(secret_word, op.value)
+	value := masked_arg([op.value], 0)
+	upsert := {"op": "upsert", "path": sprintf("/result/patch/%d/value", [i]), "value": value}
 }
 
 # Annotations inside what a patch op writes (the metadata, the whole pod).
 mask contains {"op": "upsert", "path": at, "value": masked} if {
+	patch_suspect
 	some i, op in input.result.patch
 	walk(op.value, [path, annotations])
 	count(path) > 0
@@ -155,6 +179,7 @@ mask contains {"op": "upsert", "path": at, "value": masked} if {
 
 # A patch op that writes the whole annotations object ...
 mask contains {"op": "upsert", "path": sprintf("/result/patch/%d/value", [i]), "value": masked} if {
+	patch_suspect
 	some i, op in input.result.patch
 	op.path == "/metadata/annotations"
 	masked := masked_annotations(op.value)
@@ -189,33 +214,51 @@ secret_leaf(path, _) if {
 	path[n - 1] == "value"
 }
 
-# The programs a container runs, by pointer suffix: itself (command, args), its exec probes and hooks.
-programs(container) := object.union(
-	{"": container},
-	object.union(
-		{sprintf("/%s/exec", [probe]): container[probe].exec | some probe in probe_kinds},
-		{sprintf("/lifecycle/%s/exec", [hook]): container.lifecycle[hook].exec | some hook in lifecycle_hooks},
-	),
-)
-
-# Upserts for a program at pointer `at`: command then args as one argument vector, the way
-# Kubernetes runs them, so a flag ending command takes its value from the start of args.
-argv_masks(at, program) := vector_masks(array.concat(
-	[[sprintf("%s/command/%d", [at, j]), arg] | some j, arg in array_at(program, "command")],
-	[[sprintf("%s/args/%d", [at, j]), arg] | some j, arg in array_at(program, "args")],
-))
-
-# vector: [[pointer, argument], ...].
-vector_masks(vector) := {{"op": "upsert", "path": vector[k][0], "value": value} |
-	args := [arg | some [_, arg] in vector]
-	some k, _ in vector
-	value := masked_arg(args, k)
+# A quick test of all the values the patch writes at once: can any of them hold a secret flag or
+# a credential annotation? Usually not, and then the rules above that need it are skipped (not the
+# one for a single annotation, whose key is in the op's path).
+patch_suspect if {
+	values := [op.value | some op in input.result.patch]
+	regex.match(concat("|", [secret_key, "bearer", "basic"]), json.marshal(values))
 }
+
+# Upserts for a program at pointer `at`: its command then args as one argument vector, the way
+# Kubernetes runs them, so a flag ending command takes its value from the start of args.
+program_masks(at, program) := {{"op": "upsert", "path": argument_pointer(at, command, k), "value": value} |
+	command := array_at(program, "command")
+	vector := array.concat(command, array_at(program, "args"))
+	some k in changeable(vector)
+	value := masked_arg(vector, k)
+}
+
+# Upserts for a list of arguments at pointer `at` (a patch op's value).
+vector_masks(at, list) := {{"op": "upsert", "path": sprintf("%s/%d", [at, k]), "value": value} |
+	some k in changeable(list)
+	value := masked_arg(list, k)
+}
+
+# Only an argument holding a secret word, and the one after it, can change: the others are not
+# looked at further (the mask runs on every decision).
+changeable(vector) := {k |
+	some j, arg in vector
+	is_string(arg)
+	regex.match(secret_word, arg)
+	some k in [j, j + 1]
+	k < count(vector)
+}
+
+runs(program) if is_array(program.command)
+
+runs(program) if is_array(program.args)
 
 array_at(obj, key) := value if {
 	value := obj[key]
 	is_array(value)
 } else := []
+
+argument_pointer(at, command, k) := sprintf("%s/command/%d", [at, k]) if k < count(command)
+
+argument_pointer(at, command, k) := sprintf("%s/args/%d", [at, k - count(command)]) if k >= count(command)
 
 # ["--password", "x"]: the value is the next argument, whatever it is.
 masked_arg(args, k) := redacted if {
@@ -246,17 +289,16 @@ flag_with_value(arg) := concat("", [substring(arg, 0, i + 1), redacted]) if {
 	secret_name(substring(arg, 0, i))
 }
 
-# A secret flag after a space, "=" or spaces, and its value: a quoted string or a word.
-inline_flag := sprintf(
-	`(?i)([\t\n\v\f\r ])(-{1,2}[a-z0-9_.-]*(?:%s)[a-z0-9_.-]*)(=|[\t\n\v\f\r ]+)("[^"]*"|'[^']*'|[^\t\n\v\f\r ]+)`,
-	[concat("|", [replace(word, "-", "[-_]") | some word in secret_words])],
-)
+# Any secret word, in any case, "_" or "-" inside it: a quick test before the exact ones.
+# Literals, built once here (mask_test.rego checks them against secret_words).
+secret_word := `(?i)json[-_]string|password|passwd|secret|token|api[-_]key|apikey|auth|credential|private[-_]key|access[-_]key|conn[-_]uri|conn[-_]extra|conn[-_]json|dsn`
 
-secret_name(name) if {
-	normal := replace(lower(name), "_", "-")
-	some word in secret_words
-	contains(normal, word)
-}
+# A secret flag after a space, "=" or spaces, and its value: a quoted string or a word.
+inline_flag := `(?i)([\t\n\v\f\r ])(-{1,2}[a-z0-9_.-]*(?:json[-_]string|password|passwd|secret|token|api[-_]key|apikey|auth|credential|private[-_]key|access[-_]key|conn[-_]uri|conn[-_]extra|conn[-_]json|dsn)[a-z0-9_.-]*)(=|[\t\n\v\f\r ]+)("[^"]*"|'[^']*'|[^\t\n\v\f\r ]+)`
+
+secret_name(name) if regex.match(secret_word, name)
+
+secret_key := concat("|", [secret_word, "last-applied-configuration"])
 
 masked_annotations(annotations) := {key: masked_annotation(key, value) | some key, value in annotations} if {
 	is_object(annotations)
@@ -264,14 +306,25 @@ masked_annotations(annotations) := {key: masked_annotation(key, value) | some ke
 
 masked_annotation(key, value) := redacted if credential(key, value)
 
-masked_annotation(key, value) := value if not credential(key, value)
+else := value
 
-credential(key, _) if secret_name(key)
+# A quick test of all keys at once, then of all values: could one of them be a credential?
+suspect_annotations(annotations) if regex.match(secret_key, concat("\n", object.keys(annotations)))
 
-# kubectl's copy of the whole object, env values included.
-credential(key, _) if endswith(lower(key), "last-applied-configuration")
+suspect_annotations(annotations) if {
+	values := concat("\n", [value | some value in annotations; is_string(value)])
+	regex.match(`(?im)^\s*(authorization:\s*)?(bearer|basic)\s+\S`, values)
+}
 
-credential(_, value) if regex.match(`^(?i)\s*(authorization:\s*)?(bearer|basic)\s+\S`, value)
+# A secret word in the key, or kubectl's copy of the whole object (env values included) ...
+credential(key, _) if regex.match(secret_key, key)
+
+# ... or a bearer or basic credential in the value, whatever the key.
+
+credential(_, value) if {
+	is_string(value)
+	regex.match(`^(?i)\s*(authorization:\s*)?(bearer|basic)\s+\S`, value)
+}
 
 # OPA reads each token literally (no "~1" decoding): the keys on these paths are field names.
 pointer(path) := concat("", [concat("/", ["", token(p)]) | some p in path])

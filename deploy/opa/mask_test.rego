@@ -245,6 +245,7 @@ argv_patch_event := {"input": {"pod": {}}, "result": {"patch": [
 	{"op": "replace", "path": "/metadata", "value": {"annotations": {"PASSWORD": "p"}}},
 	{"op": "add", "path": "/metadata/annotations/team", "value": "data"},
 	{"op": "add", "path": "/spec/containers/0/livenessProbe", "value": probe_with_header},
+	{"op": "add", "path": "/spec/initContainers/0/startupProbe", "value": {"exec": {"command": ["check", "--token=t"]}}},
 ]}}
 
 test_secrets_in_arguments_and_annotations_a_patch_writes if {
@@ -257,5 +258,34 @@ test_secrets_in_arguments_and_annotations_a_patch_writes if {
 		upsert("/result/patch/4/value", {"x/Secret": "<redacted>", "team": "data"}),
 		upsert("/result/patch/5/value/annotations", {"PASSWORD": "<redacted>"}),
 		"/result/patch/7/value/httpGet/httpHeaders/0/value",
+		upsert("/result/patch/8/value/exec/command/1", "--token=<redacted>"),
 	}
+}
+
+test_values_of_other_types if {
+	masked := log.mask with input as {"input": {"pod": {
+		"metadata": {"annotations": {"count": 5, "Token": 7}},
+		"spec": {"containers": [{"name": "c", "args": ["--token", 5, 6], "command": "not a list"}]},
+	}}}
+	masked == {
+		upsert("/input/pod/metadata/annotations", {"count": 5, "Token": "<redacted>"}),
+		upsert("/input/pod/spec/containers/0/args/1", "<redacted>"),
+	}
+}
+
+test_the_patterns_are_built_from_secret_words if {
+	words := concat("|", [replace(word, "-", "[-_]") | some word in log.secret_words])
+	log.secret_word == concat("", ["(?i)", words])
+	space := `\t\n\v\f\r `
+	flag := sprintf(`(-{1,2}[a-z0-9_.-]*(?:%s)[a-z0-9_.-]*)`, [words])
+	value := sprintf(`("[^"]*"|'[^']*'|[^%s]+)`, [space])
+	log.inline_flag == sprintf(`(?i)([%s])%s(=|[%s]+)%s`, [space, flag, space, value])
+}
+
+test_a_secret_annotation_key_in_the_op_path_alone if {
+	masked := log.mask with input as {"input": {"pod": {}}, "result": {"patch": [
+		{"op": "add", "path": "/metadata/annotations/vault.example.com~1Token", "value": "s.abc"},
+		{"op": "add", "path": "/spec/containers/0/args/-", "value": "--verbose"},
+	]}}
+	masked == {upsert("/result/patch/0/value", "<redacted>")}
 }
