@@ -40,6 +40,7 @@ ARGV_CASES: list[tuple[tuple[list[Any], list[Any]], tuple[list[Any], list[Any]]]
     ((["airflow", "connections", "add", "db", "--conn-uri", "postgres://u:p@h/db"], []),
      (["airflow", "connections", "add", "db", "--conn-uri", R], [])),
     (([], ["--tokenizer", "bert"]), ([], ["--tokenizer", R])),  # words, not whole names: over-masking is safe
+    (([], ["--pa\u017fsword", "x", "--API_\u212aEY=y"]), ([], ["--pa\u017fsword", R, f"--API_\u212aEY={R}"])),  # Unicode case folding, alike in RE2 and re
     (([], ["--token"]), ([], ["--token"])),  # nothing follows
     (([], ["--verbose", "-p", "x", "password", "y"]), ([], ["--verbose", "-p", "x", "password", "y"])),
 ]

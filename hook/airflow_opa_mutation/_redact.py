@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-#: A flag or annotation key is secret when its name, in lower case with "_" read as "-", contains one of
-#: these words. The same list, in the same order, as ``secret_words`` in deploy/opa/mask.rego.
+#: A flag or annotation key is secret when its name contains one of these words, in any case, with "_"
+#: or "-" inside it. The same list, in the same order, as ``secret_words`` in deploy/opa/mask.rego.
 SECRET_WORDS = (
     "json-string",  # Airflow 3's workload JSON: the task's Execution API token
     "password",
@@ -49,6 +49,9 @@ _HOOKS = ("postStart", "preStop")
 _SPACE = "\t\n\v\f\r "
 _SEPARATOR = re.compile(f"[={_SPACE}]")
 _WORDS = "|".join(word.replace("-", "[-_]") for word in SECRET_WORDS)
+#: mask.rego's secret_word and secret_key.
+_SECRET_WORD = re.compile(f"(?i){_WORDS}")
+_SECRET_KEY = re.compile(f"(?i){_WORDS}|last-applied-configuration")
 #: A secret flag after a space, "=" or spaces, and its value: a quoted string or a word (mask.rego's
 #: inline_flag).
 _INLINE = re.compile(
@@ -59,8 +62,7 @@ _BEARER = re.compile(r"(?i)^\s*(authorization:\s*)?(bearer|basic)\s+\S")
 
 
 def secret_name(name: str) -> bool:
-    normal = name.lower().replace("_", "-")
-    return any(word in normal for word in SECRET_WORDS)
+    return _SECRET_WORD.search(name) is not None
 
 
 def _flag_alone(arg: Any) -> bool:
@@ -136,7 +138,8 @@ def _redact_container(container: dict[str, Any], twin: Any) -> dict[str, Any]:
 
 
 def _credential(key: str, value: Any) -> bool:
-    if secret_name(key) or key.lower().endswith("last-applied-configuration"):
+    """A secret word in the key, kubectl's copy of the whole object, or a bearer or basic credential."""
+    if _SECRET_KEY.search(key):
         return True
     return isinstance(value, str) and _BEARER.match(value) is not None
 
