@@ -52,18 +52,20 @@ test_env_from_secret_refs_have_no_value_to_mask if {
 	not "/input/pod/spec/containers/0/env/1/value" in masked
 }
 
-test_authorization_headers if {
+test_header_values if {
 	masked := log.mask with input as event
+	"/input/pod/spec/containers/0/livenessProbe/httpGet/httpHeaders/0/value" in masked
 	"/input/pod/spec/containers/0/livenessProbe/httpGet/httpHeaders/1/value" in masked
 	"/input/pod/spec/containers/0/lifecycle/preStop/httpGet/httpHeaders/0/value" in masked
-	not "/input/pod/spec/containers/0/livenessProbe/httpGet/httpHeaders/0/value" in masked
 }
 
-test_credential_annotations_are_escaped_pointers if {
+test_credential_annotations_upsert_the_whole_object if {
 	masked := log.mask with input as event
-	"/input/pod/metadata/annotations/example.com~1authorization" in masked
-	"/input/pod/metadata/annotations/webhook~1creds" in masked
-	not "/input/pod/metadata/annotations/plain" in masked
+	{"op": "upsert", "path": "/input/pod/metadata/annotations", "value": {
+		"example.com/authorization": "<redacted>",
+		"webhook/creds": "<redacted>",
+		"plain": "not a secret",
+	}} in masked
 }
 
 test_env_values_written_by_the_patch if {
@@ -89,10 +91,6 @@ test_event_without_a_pod if {
 	count(masked) == 0
 }
 
-test_escape if {
-	log.escape("a/b~c") == "a~1b~0c"
-}
-
 sidecar := {
 	"name": "proxy",
 	"env": [{"name": "UPSTREAM_TOKEN", "value": "sidecar-secret"}, {"name": "FROM", "valueFrom": {}}],
@@ -116,6 +114,178 @@ test_secrets_inside_values_a_patch_writes if {
 	}
 }
 
-test_pointer_tokens_are_escaped if {
-	log.pointer(["a/b", 0, "c~d"]) == "/a~1b/0/c~0d"
+# OPA does not decode "~1" or "~0" in mask pointers: tokens are written as they are.
+test_pointer_tokens_are_literal if {
+	log.pointer(["a", 0, "c~d"]) == "/a/0/c~d"
+}
+
+# -- credentials in arguments, all header values, annotations by key (issue 22, item 2) -------------
+
+# The KubernetesExecutor's worker command (workload_to_command_args): the JSON holds the task's
+# Execution API token.
+workload := `{"token":"eyJhbGciOiJIUzUxMiJ9.workload-token","ti":{"dag_id":"etl"}}`
+
+upsert(path, value) := {"op": "upsert", "path": path, "value": value}
+
+argv_pod := {"spec": {
+	"containers": [
+		{
+			"name": "base",
+			"args": ["python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string", workload],
+		},
+		{"name": "eq", "command": ["app", concat("", ["--JSON-String=", workload]), "--log-level", "debug", "--Api_Key"]},
+		{"name": "split", "command": ["app", "--client-secret"], "args": ["s3cret", "--verbose"]},
+		{"name": "shell", "command": ["sh", "-c"], "args": ["dbt run --target prod --Token abc123 --full-refresh"]},
+	],
+	"initContainers": [{"name": "init", "args": ["--PASSWORD", "hunter2", "--db_password=hunter3"]}],
+	"ephemeralContainers": [{"name": "debug", "command": ["curl", "--token value"]}],
+}}
+
+test_workload_json_after_its_flag_becomes_a_placeholder if {
+	argv_masked := log.mask with input as {"input": {"pod": argv_pod}}
+	upsert("/input/pod/spec/containers/0/args/4", "<redacted>") in argv_masked
+	not upsert("/input/pod/spec/containers/0/args/3", "<redacted>") in argv_masked
+}
+
+test_flag_equals_value_keeps_the_flag_in_any_case if {
+	argv_masked := log.mask with input as {"input": {"pod": argv_pod}}
+	upsert("/input/pod/spec/containers/1/command/1", "--JSON-String=<redacted>") in argv_masked
+	not upsert("/input/pod/spec/containers/1/command/3", "<redacted>") in argv_masked
+}
+
+test_a_secret_flag_at_the_end_of_command_takes_its_value_from_args if {
+	argv_masked := log.mask with input as {"input": {"pod": argv_pod}}
+	upsert("/input/pod/spec/containers/2/args/0", "<redacted>") in argv_masked
+}
+
+test_a_flag_inside_a_shell_line if {
+	argv_masked := log.mask with input as {"input": {"pod": argv_pod}}
+	line := "dbt run --target prod --Token <redacted> --full-refresh"
+	upsert("/input/pod/spec/containers/3/args/0", line) in argv_masked
+}
+
+test_flags_in_init_and_ephemeral_containers if {
+	argv_masked := log.mask with input as {"input": {"pod": argv_pod}}
+	upsert("/input/pod/spec/initContainers/0/args/1", "<redacted>") in argv_masked
+	upsert("/input/pod/spec/initContainers/0/args/2", "--db_password=<redacted>") in argv_masked
+	upsert("/input/pod/spec/ephemeralContainers/0/command/1", "--token <redacted>") in argv_masked
+}
+
+test_exactly_these_arguments if {
+	argv_masked := log.mask with input as {"input": {"pod": argv_pod}}
+	argv_masked == {
+		upsert("/input/pod/spec/containers/0/args/4", "<redacted>"),
+		upsert("/input/pod/spec/containers/1/command/1", "--JSON-String=<redacted>"),
+		upsert("/input/pod/spec/containers/2/args/0", "<redacted>"),
+		upsert("/input/pod/spec/containers/3/args/0", "dbt run --target prod --Token <redacted> --full-refresh"),
+		upsert("/input/pod/spec/initContainers/0/args/1", "<redacted>"),
+		upsert("/input/pod/spec/initContainers/0/args/2", "--db_password=<redacted>"),
+		upsert("/input/pod/spec/ephemeralContainers/0/command/1", "--token <redacted>"),
+	}
+}
+
+exec_pod := {"spec": {"containers": [{
+	"name": "base",
+	"livenessProbe": {"exec": {"command": ["check", "--Secret", "x"]}},
+	"lifecycle": {"postStart": {"exec": {"command": ["register", "--auth-token=y"]}}},
+	"readinessProbe": {"httpGet": {"port": 1, "httpHeaders": [{"name": "X-Api-Key", "value": "k"}]}},
+	"startupProbe": {"httpGet": {"port": 1, "httpHeaders": [{"name": "Cookie", "value": "session=abc"}]}},
+}]}}
+
+test_probe_and_hook_commands if {
+	masked := log.mask with input as {"input": {"pod": exec_pod}}
+	upsert("/input/pod/spec/containers/0/livenessProbe/exec/command/2", "<redacted>") in masked
+	upsert("/input/pod/spec/containers/0/lifecycle/postStart/exec/command/1", "--auth-token=<redacted>") in masked
+}
+
+test_every_header_value_whatever_its_name if {
+	masked := log.mask with input as {"input": {"pod": exec_pod}}
+	"/input/pod/spec/containers/0/readinessProbe/httpGet/httpHeaders/0/value" in masked
+	"/input/pod/spec/containers/0/startupProbe/httpGet/httpHeaders/0/value" in masked
+}
+
+annotated := {"metadata": {"annotations": {
+	"Example.com/DB-Password": "hunter2",
+	"vault.example.com/TOKEN": "s.abc",
+	"api_KEY": "k",
+	"example.com/authorization": "anything",
+	"a~b": "Bearer xyz",
+	"kubectl.kubernetes.io/last-applied-configuration": `{"spec":{"containers":[{"env":[{"value":"x"}]}]}}`,
+	"team": "data",
+}}}
+
+# OPA splits a mask pointer at every "/" and does not decode "~1": an annotation key with a "/" cannot
+# be addressed, so the whole annotations object is replaced by a copy with the secrets redacted.
+test_annotations_with_secret_keys_in_any_case if {
+	masked := log.mask with input as {"input": {"pod": annotated}}
+	masked == {upsert("/input/pod/metadata/annotations", {
+		"Example.com/DB-Password": "<redacted>",
+		"vault.example.com/TOKEN": "<redacted>",
+		"api_KEY": "<redacted>",
+		"example.com/authorization": "<redacted>",
+		"a~b": "<redacted>",
+		"kubectl.kubernetes.io/last-applied-configuration": "<redacted>",
+		"team": "data",
+	})}
+}
+
+test_no_annotation_upsert_without_a_secret if {
+	masked := log.mask with input as {"input": {"pod": {"metadata": {"annotations": {"team": "data"}}}}}
+	count(masked) == 0
+}
+
+probe_with_header := {"httpGet": {"port": 1, "httpHeaders": [{"name": "X-Key", "value": "k"}]}}
+
+argv_patch_event := {"input": {"pod": {}}, "result": {"patch": [
+	{"op": "add", "path": "/spec/containers/-", "value": {"name": "proxy", "args": ["--upstream-token", "t0k"]}},
+	{"op": "replace", "path": "/spec/containers/0/args", "value": ["--Password", "p", "x"]},
+	{"op": "add", "path": "/spec/containers/0/args/-", "value": "--api-key=k"},
+	{"op": "add", "path": "/metadata/annotations/vault~1Token", "value": "s.abc"},
+	{"op": "add", "path": "/metadata/annotations", "value": {"x/Secret": "s", "team": "data"}},
+	{"op": "replace", "path": "/metadata", "value": {"annotations": {"PASSWORD": "p"}}},
+	{"op": "add", "path": "/metadata/annotations/team", "value": "data"},
+	{"op": "add", "path": "/spec/containers/0/livenessProbe", "value": probe_with_header},
+	{"op": "add", "path": "/spec/initContainers/0/startupProbe", "value": {"exec": {"command": ["check", "--token=t"]}}},
+]}}
+
+test_secrets_in_arguments_and_annotations_a_patch_writes if {
+	masked := log.mask with input as argv_patch_event
+	masked == {
+		upsert("/result/patch/0/value/args/1", "<redacted>"),
+		upsert("/result/patch/1/value/1", "<redacted>"),
+		upsert("/result/patch/2/value", "--api-key=<redacted>"),
+		upsert("/result/patch/3/value", "<redacted>"),
+		upsert("/result/patch/4/value", {"x/Secret": "<redacted>", "team": "data"}),
+		upsert("/result/patch/5/value/annotations", {"PASSWORD": "<redacted>"}),
+		"/result/patch/7/value/httpGet/httpHeaders/0/value",
+		upsert("/result/patch/8/value/exec/command/1", "--token=<redacted>"),
+	}
+}
+
+test_values_of_other_types if {
+	masked := log.mask with input as {"input": {"pod": {
+		"metadata": {"annotations": {"count": 5, "Token": 7}},
+		"spec": {"containers": [{"name": "c", "args": ["--token", 5, 6], "command": "not a list"}]},
+	}}}
+	masked == {
+		upsert("/input/pod/metadata/annotations", {"count": 5, "Token": "<redacted>"}),
+		upsert("/input/pod/spec/containers/0/args/1", "<redacted>"),
+	}
+}
+
+test_the_patterns_are_built_from_secret_words if {
+	words := concat("|", [replace(word, "-", "[-_]") | some word in log.secret_words])
+	log.secret_word == concat("", ["(?i)", words])
+	space := `\t\n\v\f\r `
+	flag := sprintf(`(-{1,2}[a-z0-9_.-]*(?:%s)[a-z0-9_.-]*)`, [words])
+	value := sprintf(`("[^"]*"|'[^']*'|[^%s]+)`, [space])
+	log.inline_flag == sprintf(`(?i)([%s])%s(=|[%s]+)%s`, [space, flag, space, value])
+}
+
+test_a_secret_annotation_key_in_the_op_path_alone if {
+	masked := log.mask with input as {"input": {"pod": {}}, "result": {"patch": [
+		{"op": "add", "path": "/metadata/annotations/vault.example.com~1Token", "value": "s.abc"},
+		{"op": "add", "path": "/spec/containers/0/args/-", "value": "--verbose"},
+	]}}
+	masked == {upsert("/result/patch/0/value", "<redacted>")}
 }

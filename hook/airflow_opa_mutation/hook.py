@@ -21,7 +21,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from . import _audit, _json, _limits, _patch_engine, _pod_codec
+from . import _audit, _json, _limits, _patch_engine, _pod_codec, _redact
 from ._airflow_context import airflow_context, describe, escape
 from ._audit import AUDIT_ANNOTATION
 from ._opa_client import DecisionClient
@@ -59,15 +59,16 @@ class Outcome:
     airflow: dict[str, Any] = field(default_factory=dict)
 
     def diff(self) -> str:
-        """A unified diff of the pod as JSON, before and after the patch, ``env``/``envFrom`` redacted.
+        """A unified diff of the pod as JSON, before and after the patch, its credentials redacted.
 
         The diff goes to the log (a KubernetesPodOperator task's log is readable by anyone who can view
-        the DAG): environment values are secrets often enough. Each container's lists become
-        ``<redacted: N entries>``, marked ``changed`` where the patch changed them.
+        the DAG). Each container's ``env``/``envFrom`` become ``<redacted: N entries>``, marked ``changed``
+        where the patch changed them; secret flags' values, header values and secret annotations become
+        ``<redacted>`` (``_redact``).
         """
         if self.before is None or self.after is None:
             return ""
-        before, after = _redact_env(self.before, self.after), _redact_env(self.after, self.before)
+        before, after = _redact.redact(self.before, self.after), _redact.redact(self.after, self.before)
         old = json.dumps(before, indent=2, sort_keys=True).splitlines()
         new = json.dumps(after, indent=2, sort_keys=True).splitlines()
         return "\n".join(difflib.unified_diff(old, new, "pod (from Airflow)", "pod (after policy)", lineterm=""))
@@ -316,35 +317,6 @@ class MutationHook:
     def _timing(self, seconds: float) -> None:
         if self._metrics is not None:
             self._metrics("timing", "opa_mutation.duration", seconds * 1000)
-
-
-_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
-
-
-def _redact_env(doc: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``doc`` with every container's ``env`` and ``envFrom`` replaced by a placeholder."""
-    spec, other_spec = doc.get("spec"), other.get("spec")
-    if not isinstance(spec, dict):
-        return doc
-    spec = dict(spec)
-    for kind in _CONTAINER_LISTS:
-        items = spec.get(kind)
-        if not isinstance(items, list):
-            continue
-        others = other_spec.get(kind) if isinstance(other_spec, dict) else None
-        redacted = []
-        for index, item in enumerate(items):
-            twin = others[index] if isinstance(others, list) and index < len(others) else {}
-            container = dict(item) if isinstance(item, dict) else item
-            for key in ("env", "envFrom"):
-                if isinstance(container, dict) and key in container:
-                    value = container[key]
-                    count = len(value) if isinstance(value, list) else 1
-                    same = isinstance(twin, dict) and twin.get(key) == value
-                    container[key] = f"<redacted: {count} entries{'' if same else ', changed'}>"
-            redacted.append(container)
-        spec[kind] = redacted
-    return {**doc, "spec": spec}
 
 
 def _line(value: object) -> str:
