@@ -11,6 +11,9 @@ defaults := {
 	"params": {"allowed_prefixes": []},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"allowed_prefixes": "string[]"}
+
 params := config.params("deny_host_path")
 
 deny contains msg if {

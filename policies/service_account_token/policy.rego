@@ -23,6 +23,9 @@ defaults := {
 	},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"opt_in_annotation": "string", "allow_projected_token": "boolean", "service_accounts": "string[]"}
+
 params := config.params("service_account_token")
 
 opted_in if k8s.annotations[params.opt_in_annotation] == "true"
