@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,40 @@ def test_doctor_reads_the_errors_from_a_running_opa_too(run, start_opa, tmp_path
     assert result.exit_code == 1
     [error] = named(parse(result)["checks"], "policy configuration")
     assert "policies.image_tag.params.forbidden_tags" in error["detail"]
+
+
+# -- the documentation ---------------------------------------------------------------------------------------
+
+DOCUMENTS = [POLICIES / "README.md", *sorted(POLICIES.glob("*/README.md")),
+             POLICIES.parent / "docs" / "threat-model.md", POLICIES.parent / "docs" / "helm.md"]
+
+
+def documented_configurations() -> list[tuple[str, Any]]:
+    """Every YAML example that configures the library (``airflow: pod: config:``), with where it is."""
+    import re
+
+    found = []
+    for document in DOCUMENTS:
+        for i, block in enumerate(re.findall(r"```ya?ml\n(.*?)```", document.read_text(), re.DOTALL)):
+            example = yaml.safe_load(block)
+            if isinstance(example, dict) and isinstance(example.get("airflow"), dict):
+                config = example["airflow"].get("pod", {}).get("config")
+                if config is not None:
+                    found.append((f"{document.relative_to(POLICIES.parent)} example {i}", config))
+    return found
+
+
+def test_every_documented_configuration_is_valid_and_grants_no_more_than_it_says():
+    """The examples people copy: no configuration error, no advisory (all examples in one OPA evaluation)."""
+    from airflow_opa_mutation.cli._local_opa import opa_binary
+
+    examples = documented_configurations()
+    assert len(examples) >= len(list(POLICIES.glob("*/README.md"))), "each policy README shows a configuration"
+    query = ("x := [v | some c in input; v := [data.airflow.pod.lib.config.errors, "
+             "data.airflow.pod.lib.config.advisories] with data.airflow.pod.config as c]")
+    done = subprocess.run([opa_binary(None), "eval", "-d", str(POLICIES), "--stdin-input", "--format", "json", query],
+                          input=json.dumps([config for _, config in examples]), capture_output=True, text=True,
+                          check=True)
+    verdicts = json.loads(done.stdout)["result"][0]["bindings"]["x"]
+    assert {where: verdict for (where, _), verdict in zip(examples, verdicts, strict=True)
+            if verdict != [[], []]} == {}

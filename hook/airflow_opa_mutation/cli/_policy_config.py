@@ -29,7 +29,7 @@ ERRORS_QUERY = "data.airflow.pod.lib.config.errors"
 
 ERROR_FIX = (
     "correct the key in the policy configuration (data.airflow.pod.config: your configuration file or bundle); "
-    "each policy's README lists its parameters and their types"
+    "each policy's README lists its parameters, its `schema` their types (policies/README.md, Configuration errors)"
 )
 ADVISORY_FIX = (
     "pin each exempt_images entry to one image by digest (registry.example.com/team/tool@sha256:<64 hex>), and "
