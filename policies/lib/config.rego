@@ -42,8 +42,10 @@ shipped := {name: defaults |
 # (policies/README.md, "Configuration errors").
 settings := shipped if {
 	count(_user_policies) == 0
+} else := object.union(shipped, _configured) if {
+	count(_suspects) == 0
 } else := object.union(shipped, object.union(
-	{name: delta | some name, delta in _configured; not _suspects[name]},
+	object.remove(_configured, object.keys(_suspects)),
 	{name: _applied(name, delta) | some name, delta in _suspects},
 ))
 
@@ -125,28 +127,22 @@ unknown_policies contains name if {
 # each on every decision; `verify`, `doctor` and `bundle build` fail on them.
 errors contains sprintf("configuration error: %s: %s", [concat(".", path), problem]) if {
 	not user in _empty
-	_suspicious
+	not _clean
 	some [path, problem] in _faults
 }
 
 # The configurations with nothing to check (the shipped data.yaml's, none).
 _empty := {{}, {"exempt": {}, "policies": {}}}
 
-# Whether there may be a fault at all: a few whole-configuration checks, so
-# that the rules below run only for a configuration with a mistake.
-_suspicious if count(_suspects) > 0
-
-_suspicious if count(unknown_policies) > 0
-
-_suspicious if count(object.keys(user) - _top_keys) > 0
-
-_suspicious if not is_object(object.get(user, "policies", {}))
-
-_suspicious if not _sound_exemptions(object.get(user, "exempt", {}))
-
-_suspicious if {
-	some delta in _user_policies
-	not is_object(delta)
+# No fault anywhere: a few whole-configuration checks, so that the rules
+# below run only for a configuration with a mistake. (An unknown policy or a
+# delta that is no object is left out of _configured.)
+_clean if {
+	count(_suspects) == 0
+	count(_configured) == count(_user_policies)
+	count(object.keys(user) - _top_keys) == 0
+	is_object(object.get(user, "policies", {}))
+	_sound_exemptions(object.get(user, "exempt", {}))
 }
 
 # _faults: [path, problem], path the keys leading to the mistake. Evaluated
