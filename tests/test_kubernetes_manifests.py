@@ -263,14 +263,14 @@ def merged(base: Any, extra: Any) -> Any:
     return copy.deepcopy(extra)
 
 
-def decide(start_opa, make_hook, tmp_path: Path, config: dict[str, Any] | None):
+def decide(start_opa, make_hook, tmp_path: Path, config: dict[str, Any] | None, pod: dict[str, Any] | None = None):
     paths = [POLICIES]
     if config is not None:
         path = tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.yaml"
         path.write_text(yaml.safe_dump(config))
         paths.append(path)
     opa = start_opa(paths=paths)
-    pod = decode(worker_pod_from_template(), "V1Pod")
+    pod = decode(pod or worker_pod_from_template(), "V1Pod")
     outcome = make_hook(opa).evaluate(pod)
     assert outcome.error is None or isinstance(outcome.error, PodDenied), outcome.error
     return outcome.decision, outcome.after
@@ -299,8 +299,50 @@ def test_an_organisations_policies_and_the_sidecar_guidance(guidance, start_opa,
         assert after["spec"]["initContainers"] == [SIDECAR]
     else:
         touched = {op.rsplit("[", 1)[1].rstrip("]") for op in sidecar_ops(decision)}
-        assert touched >= {"env_injection", "image_pull_policy", "resource_defaults"}, sidecar_ops(decision)
+        assert touched >= {"env_injection", "image_pull_policy"}, sidecar_ops(decision)
+        assert "resource_defaults" not in touched, "the sidecar carries its own requests and limits"
         assert any('"opa"' in msg and "openpolicyagent/opa" in msg for msg in denies), denies
+        assert not [msg for msg in denies if '"opa"' in msg and "limit" in msg], denies
+
+
+def test_the_sidecar_guidance_exempts_nothing_and_switches_no_control_off():
+    """The sidecar passes the controls on its own: the guidance has no exemption (matchers select pods, and
+    container names and images are the DAG author's) and switches off only mutators for init containers."""
+    guidance = load("sidecar-policy-config.yaml")["airflow"]["pod"]["config"]
+    assert "exempt" not in guidance
+    assert not [name for name, setting in guidance["policies"].items() if "exempt" in setting]
+    off = {name for name, setting in guidance["policies"].items()
+           if setting.get("params", {}).get("init_containers") is False}
+    assert off == {"env_injection", "image_pull_policy", "image_registry_mirror"}  # mutators only
+    limits = SIDECAR["resources"]
+    assert set(limits["requests"]) == set(limits["limits"]) == {"cpu", "memory"}
+
+
+@pytest.mark.parametrize("resource_defaults", [True, False], ids=["with-resource-defaults", "limits-required-only"])
+def test_the_sidecar_guidance_lets_no_other_init_container_escape_resource_limits(resource_defaults, start_opa,
+                                                                                   make_hook, tmp_path):
+    """Issue 22, item 5: the guidance used to switch require_resource_limits (and resource_defaults) off for
+    every init container to let the sidecar through, so a DAG author's init container escaped limits. The
+    sidecar now carries the limits the policies ask for, and the guidance exempts nothing a DAG author can
+    imitate: their init container gets the defaults, or is denied."""
+    organisation = copy.deepcopy(ORGANISATION)
+    if not resource_defaults:
+        del organisation["airflow"]["pod"]["config"]["policies"]["resource_defaults"]
+    guidance = load("sidecar-policy-config.yaml")
+    config = merged(organisation, guidance)
+    pod = worker_pod_from_template()
+    pod["spec"]["initContainers"].append({"name": "git-sync", "image": "registry.example.com/git-sync:4.2.1"})
+    decision, after = decide(start_opa, make_hook, tmp_path, config, pod)
+    assert not [op for op in decision.patch if op.path.startswith("/spec/initContainers/0")], "the sidecar is left alone"
+    assert not [d for d in decision.deny if '"opa"' in d.msg], "the sidecar is allowed, without an exemption"
+    if resource_defaults:
+        assert decision.deny == ()
+        assert after["spec"]["initContainers"][1]["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+    else:
+        assert [(d.policy, d.msg) for d in decision.deny if "git-sync" in d.msg] == [
+            ("require_resource_limits", 'initContainer "git-sync" has no cpu limit'),
+            ("require_resource_limits", 'initContainer "git-sync" has no memory limit'),
+        ]
 
 
 def test_the_remote_bundle_configuration_verifies_signatures_and_masks_its_logs():

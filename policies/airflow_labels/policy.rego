@@ -14,6 +14,9 @@ defaults := {
 	"params": {"mapping": {}, "labels": {}},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"mapping": "object", "labels": "object"}
+
 params := config.params("airflow_labels")
 
 _dag_id := k8s.airflow.dag_id

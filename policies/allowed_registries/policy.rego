@@ -25,6 +25,9 @@ defaults := {
 	},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"registries": "string[]", "exempt_images": "string[]"}
+
 params := config.params("allowed_registries")
 
 deny contains msg if {

@@ -11,6 +11,9 @@ defaults := {
 	"params": {"allowed": []},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"allowed": "string[]"}
+
 params := config.params("deny_host_namespaces")
 
 deny contains sprintf("pod sets %s: true", [field]) if {

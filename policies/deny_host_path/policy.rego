@@ -15,6 +15,9 @@ defaults := {
 	"params": {"allowed_prefixes": []},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"allowed_prefixes": "string|object[]"}
+
 params := config.params("deny_host_path")
 
 deny contains msg if {

@@ -47,7 +47,6 @@ _rw_config := {"policies": {"deny_host_path": {"params": {"allowed_prefixes": [
 	{"path": "/data", "read_only": false},
 	{"path": "/srv"},
 	{"path": "/opt", "read_only": true},
-	7,
 	{"read_only": false},
 ]}}}}
 

@@ -21,6 +21,9 @@ defaults := {
 	},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"allowed_capabilities": "string[]", "exempt_images": "string[]"}
+
 params := config.params("deny_privileged")
 
 # "CAP_NET_ADMIN", "net_admin" and "NET_ADMIN" name one capability.

@@ -16,6 +16,9 @@ defaults := {
 	},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"env": "object", "init_containers": "boolean"}
+
 params := config.params("env_injection")
 
 variables contains _variable(name, spec) if {

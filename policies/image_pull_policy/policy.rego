@@ -17,6 +17,9 @@ defaults := {
 	},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"policy": "string", "override": "boolean", "init_containers": "boolean"}
+
 params := config.params("image_pull_policy")
 
 _valid := {"Always", "IfNotPresent", "Never"}

@@ -17,6 +17,9 @@ defaults := {
 	},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"mirrors": "object", "init_containers": "boolean"}
+
 params := config.params("image_registry_mirror")
 
 _mirrors[source] := trim_suffix(mirror, "/") if {

@@ -22,6 +22,9 @@ defaults := {
 	},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"action": "string", "forbidden_tags": "string[]", "exempt_images": "string[]"}
+
 params := config.params("image_tag")
 
 findings contains msg if {

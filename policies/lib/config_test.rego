@@ -39,11 +39,15 @@ test_arrays_replace_the_default if {
 	config.params("deny_privileged").allowed_capabilities == ["NET_ADMIN"] with data.airflow.pod.config as delta
 }
 
-test_enabling_needs_exactly_true if {
-	delta := {"policies": {"resource_defaults": {"enabled": "yes"}}}
+test_a_non_boolean_enabled_counts_as_true if {
+	# whatever was meant, a mistake never switches a control off (errors says so)
+	delta := {"policies": {"resource_defaults": {"enabled": "yes"}, "image_tag": {"enabled": "false"}}}
 
 	# regal ignore:unresolved-reference
-	not config.enabled("resource_defaults") with data.airflow.pod.config as delta
+	config.enabled("resource_defaults") with data.airflow.pod.config as delta
+
+	# regal ignore:unresolved-reference
+	config.enabled("image_tag") with data.airflow.pod.config as delta
 }
 
 test_a_missing_or_malformed_config_means_no_delta if {
@@ -58,4 +62,5 @@ test_effective_and_unknown_policies if {
 	effective.exempt == {"sys": {"namespace": "kube-system"}}
 	not effective.policies.typo
 	config.unknown_policies == {"typo"} with config.user as delta
+	config.errors == {`configuration error: policies.typo: no policy of that name; ignored`} with config.user as delta
 }

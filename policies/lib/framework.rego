@@ -375,9 +375,8 @@ _framework_deny contains msg if {
 	msg := "the combined patch does not apply to the pod; deny and warn rules judged the unpatched pod"
 }
 
-_framework_warn contains sprintf("configuration names unknown policy %q", [name]) if {
-	some name in config.unknown_policies
-}
+# Configuration mistakes, on every decision (lib/config.rego, errors).
+_framework_warn contains msg if some msg in config.errors
 
 _framework_warn contains sprintf("exemption %q has no conditions and is ignored", [name]) if {
 	some name, matcher in config.exempt

@@ -335,7 +335,8 @@ test_unknown_policies_in_the_configuration_are_reported if {
 	config := {"policies": {"securty_context": {"enabled": false}}}
 	d := decision with input as {"pod": fx.hardened_pod, "airflow": fx.ke_airflow}
 		with cfg.user as config
-	d.warn == [{"policy": "framework", "msg": `configuration names unknown policy "securty_context"`}]
+	msg := `configuration error: policies.securty_context: no policy of that name; ignored`
+	d.warn == [{"policy": "framework", "msg": msg}]
 }
 
 test_framework_messages_sort_among_policies if {

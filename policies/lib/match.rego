@@ -21,6 +21,51 @@ applies(matcher, pod, airflow) if {
 	}
 }
 
+# The conditions a matcher may have: the globs on one string, and the
+# {key: glob} maps. lib/config.rego reports any other key, and any value of
+# the wrong shape, in a configured exemption (such a matcher never matches).
+glob_keys := {"namespace", "dag_id", "task_id", "launcher"}
+
+map_keys := {"labels", "annotations"}
+
+# problems(matcher): [key, problem] for each condition applies() cannot honour
+# as written (an unknown key or a value of the wrong shape: applies() never
+# matches such a matcher), and for an empty label or annotation map, which
+# is no condition at all (it would match every pod).
+problems(matcher) := {[key, problem] |
+	some key, want in matcher
+	some problem in _problems(key, want)
+}
+
+_problems(key, _) := {sprintf("unknown matcher key (known: %s)", [concat(", ", sort(glob_keys | map_keys))])} if {
+	not key in glob_keys
+	not key in map_keys
+}
+
+_problems(key, want) := {sprintf("must be a glob string, got %s", [json.marshal(want)])} if {
+	key in glob_keys
+	not is_string(want)
+}
+
+_problems(key, want) := {sprintf("must be a map of keys to glob strings, got %s", [json.marshal(want)])} if {
+	key in map_keys
+	not is_object(want)
+}
+
+_problems(key, want) := {"an empty map is no condition: it would match every pod"} if {
+	key in map_keys
+	want == {}
+}
+
+_problems(key, want) := {sprintf("%s must be a glob string, got %s", [json.marshal(k), json.marshal(v)]) |
+	some k, v in want
+	not is_string(v)
+} if {
+	key in map_keys
+	is_object(want)
+	count(want) > 0
+}
+
 glob_match(pattern, value) if {
 	is_string(pattern)
 	is_string(value)

@@ -13,6 +13,9 @@ defaults := {
 	"params": {"rules": []},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"rules": "object[]"}
+
 params := config.params("node_placement")
 
 # Index of the first rule whose `match` (a matcher, see lib/match.rego;

@@ -23,6 +23,9 @@ defaults := {
 	},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"enforce": "string", "warn": "string", "version": "string", "exempt_images": "string[]"}
+
 params := config.params("pod_security")
 
 # --- levels and versions ----------------------------------------------------

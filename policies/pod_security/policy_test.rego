@@ -382,7 +382,7 @@ test_versions if {
 }
 
 test_invalid_configuration_fails_like_pod_security_admission if {
-	config := fx.params("pod_security", {"enforce": "strict", "warn": 3, "version": "1.30"})
+	config := fx.params("pod_security", {"enforce": "strict", "warn": "loud", "version": "1.30"})
 	pod := json.patch(_base, [{"op": "replace", "path": "/spec/securityContext/runAsNonRoot", "value": false}])
 	expected := concat(" ", [
 		`violates PodSecurity "restricted:latest": runAsNonRoot != true (pod must not set`,
@@ -393,7 +393,7 @@ test_invalid_configuration_fails_like_pod_security_admission if {
 	pod_security.warn == [
 		`invalid enforce level "strict": must be one of privileged, baseline, restricted; enforcing restricted`,
 		`invalid version "1.30": must be "latest" or "v1.x"; using latest`,
-		`invalid warn level 3: must be one of privileged, baseline, restricted; not warning`,
+		`invalid warn level "loud": must be one of privileged, baseline, restricted; not warning`,
 	] with input as {"pod": pod}
 		with data.airflow.pod.lib.config.user as config
 }

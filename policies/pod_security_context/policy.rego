@@ -14,6 +14,9 @@ defaults := {
 	}},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"values": "object"}
+
 params := config.params("pod_security_context")
 
 patch contains op if {

@@ -63,10 +63,11 @@ defaults := {
 	},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
 schema := {
 	"denied_env": "string[]",
 	"sidecar_name": "string",
-	"sidecar_pods": "object",
+	"sidecar_pods": "object|null",
 	"require_sidecar": "boolean",
 	"sidecar": "object",
 	"sidecar_volumes": "object",

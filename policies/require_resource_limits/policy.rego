@@ -19,6 +19,9 @@ defaults := {
 	},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"resources": "string[]", "init_containers": "boolean", "require_requests": "boolean", "max": "object"}
+
 params := config.params("require_resource_limits")
 
 # Ephemeral containers are never judged: Kubernetes forbids resources on them.

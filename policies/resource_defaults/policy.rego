@@ -16,6 +16,9 @@ defaults := {
 	},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"requests": "object", "limits": "object", "init_containers": "boolean"}
+
 params := config.params("resource_defaults")
 
 # Quantities are written as strings, the form the Kubernetes API returns.

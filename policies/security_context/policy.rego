@@ -20,6 +20,9 @@ defaults := {
 	},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
+schema := {"values": "object", "init_containers": "boolean"}
+
 params := config.params("security_context")
 
 # Fields a container inherits from the pod's securityContext: when the pod

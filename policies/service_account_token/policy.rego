@@ -30,6 +30,7 @@ defaults := {
 	},
 }
 
+# The type of each parameter (policies/README.md, "Configuration errors").
 schema := {
 	"mode": "string",
 	"token_grants": "object",

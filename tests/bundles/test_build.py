@@ -130,16 +130,16 @@ def test_bad_configuration_is_refused(keys: Keys, tmp_path, document, message):
 def test_yaml_configuration_as_a_data_file_or_as_the_delta_the_cli_takes(keys: Keys, tmp_path):
     """The opa-run data file form and the CLI's --config delta form build the same bundle data."""
     data_file = tmp_path / "org-data.yaml"
-    data_file.write_text("airflow:\n  pod:\n    config:\n      exempt:\n        namespaces: [kube-system]\n")
+    data_file.write_text("airflow:\n  pod:\n    config:\n      exempt:\n        system:\n          namespace: kube-system\n")
     delta = tmp_path / "org-delta.yaml"
-    delta.write_text("exempt:\n  namespaces: [kube-system]\n")
+    delta.write_text("exempt:\n  system:\n    namespace: kube-system\n")
     built = [
         json.loads(bundle.inspect(bundle.build(POLICIES, tmp_path / f"{c.stem}.tar.gz", config=c, revision="r",
                                                signing_key=keys.private).output)["data.json"])
         for c in (data_file, delta)
     ]
     assert built[0] == built[1]
-    assert built[0]["airflow"]["pod"]["config"]["exempt"] == {"namespaces": ["kube-system"]}
+    assert built[0]["airflow"]["pod"]["config"]["exempt"] == {"system": {"namespace": "kube-system"}}
 
 
 def test_nested_data_files_and_rego_outside_the_root_are_refused(keys: Keys, tmp_path):
@@ -198,3 +198,29 @@ def test_the_command_and_the_script_wrapper(keys: Keys, tmp_path):
     again = runner.invoke(cli, ["bundle", "keygen", "--out", str(tmp_path / "k"), "--bits", "2048"])
     assert again.exit_code == 1, "an existing signing key is never overwritten"
     assert "refusing to overwrite" in again.stderr
+
+
+def test_a_configuration_error_fails_the_build_naming_the_key(keys: Keys, tmp_path):
+    """policies/lib/config.rego's errors: a typo never ships (issue 22, item 7)."""
+    config = tmp_path / "org.yaml"
+    config.write_text("policies:\n  allowed_registries:\n    enabled: \"true\"\n    params: {registries: [r.example.com]}\n"
+                      "  require_resource_limits:\n    params: {maximum: {memory: 1Gi}}\n")
+    with pytest.raises(bundle.BundleError) as failed:
+        bundle.build(POLICIES, tmp_path / "b.tar.gz", config=config, revision="r", signing_key=keys.private)
+    assert "configuration error: policies.allowed_registries.enabled: must be true or false" in str(failed.value)
+    assert "configuration error: policies.require_resource_limits.params.maximum: unknown parameter" in str(failed.value)
+    assert not (tmp_path / "b.tar.gz").exists()
+
+    result = CliRunner().invoke(cli, ["bundle", "build", "--policies", str(POLICIES), "--config", str(config),
+                                      "--signing-key", str(keys.private), "-o", str(tmp_path / "c.tar.gz")])
+    assert result.exit_code == 1
+    assert "policies.allowed_registries.enabled" in result.stderr
+
+
+def test_an_image_exemption_not_pinned_by_digest_builds_with_a_warning(keys: Keys, tmp_path):
+    config = tmp_path / "org.yaml"
+    config.write_text("policies:\n  deny_privileged:\n    params: {exempt_images: ['registry.example.com/debug/*']}\n")
+    result = CliRunner().invoke(cli, ["bundle", "build", "--policies", str(POLICIES), "--config", str(config),
+                                      "--signing-key", str(keys.private), "-o", str(tmp_path / "b.tar.gz")])
+    assert result.exit_code == 0, result.output
+    assert "warning: policies.deny_privileged.params.exempt_images[0]" in result.stderr

@@ -10,6 +10,10 @@ The decision-log mask (``deploy/opa/mask.rego``, package ``system.log``) is *not
 loads it from its own file system at start-up, so it masks from the very first decision, including the
 ones OPA logs before any bundle is activated (see docs/running-at-scale.md).
 
+Once built, OPA evaluates the library's verdict on the staged configuration (``policies/lib/config.rego``):
+a configuration error (an unknown key, a value of the wrong type) fails the build naming the key, and no
+bundle is written; an advisory (an exemption wider than it looks) is returned as a warning.
+
 Here: the building (``build``), reading a bundle back (``inspect``, ``manifest_of``) and the signing key
 pair (``keygen``, with the ``cryptography`` package).
 """
@@ -31,6 +35,7 @@ from typing import Any
 
 from .._version import __version__
 from ._local_opa import OpaNotFound, opa_binary
+from ._policy_config import ADVISORIES_QUERY, ERRORS_QUERY
 
 #: The bundle owns everything under data.airflow.pod; nothing else (system.log stays local).
 ROOTS = ("airflow/pod",)
@@ -57,6 +62,7 @@ class BuildResult:
     signed: bool = True
     key_id: str | None = None
     sha256: str = ""
+    advisories: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         skipped = ", ".join(f"{len(paths)} {kind}" for kind, paths in sorted(self.excluded.items()) if paths)
@@ -209,13 +215,27 @@ def default_revision(policies: Path) -> str:
 # -- building ----------------------------------------------------------------------------------------------
 
 
-def _run_opa(opa: str, args: Sequence[str], cwd: Path) -> None:
+def _run_opa(opa: str, args: Sequence[str], cwd: Path) -> str:
     try:
         done = subprocess.run([opa, *args], cwd=cwd, check=False, capture_output=True, text=True, timeout=300)
     except OSError as exc:
         raise BundleError(f"cannot run OPA ({opa}): {exc}") from None
     if done.returncode != 0:
         raise BundleError(f"opa {args[0]} failed:\n{(done.stderr or done.stdout).strip()}")
+    return done.stdout
+
+
+def _review_configuration(opa: str, stage: Path) -> list[str]:
+    """The library's verdict on the staged bundle's configuration: raises on an error, returns the
+    advisories. A library without ``lib/config.rego``'s rules has nothing to say."""
+    query = f"errors := [e | some e in {ERRORS_QUERY}]; advisories := [a | some a in {ADVISORIES_QUERY}]"
+    answer: dict[str, Any] = json.loads(_run_opa(opa, ["eval", "--bundle", ".", "--format", "json", query], stage))
+    results: list[dict[str, Any]] = answer.get("result") or [{}]
+    bindings: dict[str, Any] = results[0].get("bindings", {})
+    errors = [str(e) for e in bindings.get("errors", [])]
+    if errors:
+        raise BundleError("the configuration has errors; nothing was built:\n  " + "\n  ".join(sorted(errors)))
+    return sorted(str(a) for a in bindings.get("advisories", []))
 
 
 def _sha256(path: Path) -> str:
@@ -328,6 +348,7 @@ def build(
             args += _signing_args(signing_key, signing_alg, key_id, Path(tmp))
         try:
             _run_opa(opa, args, stage)
+            advisories = _review_configuration(opa, stage)  # after the build: OPA's own errors come first
             if verification_key is not None:
                 _verify(opa, pending, verification_key, key_id=key_id, signing_alg=signing_alg, tmp=Path(tmp))
             _check_members(inspect(pending), signed=signing_key is not None)
@@ -344,6 +365,7 @@ def build(
         signed=signing_key is not None,
         key_id=key_id if signing_key is not None else None,
         sha256=_sha256(output),
+        advisories=advisories,
     )
 
 

@@ -32,6 +32,7 @@ from ..config import Settings
 from ..decision import Decision, parse_decision
 from ..errors import OpaMutationError, OpaUnavailable
 from ._opa_admin import admin_client, health_url
+from ._policy_config import ADVISORY_FIX, ERROR_FIX, config_errors, fetch_advisories
 
 #: A KubernetesExecutor worker pod as Airflow builds it: the decision must be defined for it.
 SAMPLE_POD: dict[str, Any] = {
@@ -172,6 +173,7 @@ class Probe:
     admin: Any = None  # opa_client.OpaClient, with the configured token
     payload: dict[str, Any] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)  # the decision request's answer
+    decision: Decision | None = None
     facts: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -303,6 +305,7 @@ def check_decision(probe: Probe) -> list[Check]:
     except OpaMutationError as exc:
         fix = "load the policy library into OPA (opa run --server policies/) or correct [opa_mutation] decision_path"
         return [Check("decision", "fail", f"{path}: {exc.reason}", fix)]
+    probe.decision = decision
     probe.facts["decision"] = _decision_facts(decision)
     detail = (
         f"data.{path.replace('/', '.')} is defined for a sample worker pod: {len(decision.patch)} op(s), "
@@ -318,6 +321,24 @@ def _decision_facts(decision: Decision) -> dict[str, Any]:
         "warn": len(decision.warn),
         "policies": list(decision.policies),
     }
+
+
+def check_policy_configuration(probe: Probe) -> list[Check]:
+    """The policy configuration's errors (every decision carries them: a fail each, naming the key) and
+    advisories (exemptions wider than they look: a warning each, when this OPA serves them)."""
+    if probe.decision is None:
+        return []
+    errors = config_errors(probe.decision)
+    checks = [Check("policy configuration", "fail", error, ERROR_FIX) for error in errors]
+    if not errors:
+        checks.append(Check("policy configuration", "ok", "the decision reports no configuration error"))
+    advisories = fetch_advisories(probe.admin)
+    if advisories is None:
+        detail = "this OPA does not serve the library's advisories (data.airflow.pod.lib.config.advisories)"
+        checks.append(Check("exemptions", "skip", detail))
+    else:
+        checks += [Check("exemptions", "warn", advisory, ADVISORY_FIX) for advisory in advisories]
+    return checks
 
 
 def check_bundles(probe: Probe) -> list[Check]:
@@ -340,6 +361,7 @@ OPA_CHECKS: tuple[Callable[[Probe], list[Check]], ...] = (
     check_auth,
     check_opa_version,
     check_decision,
+    check_policy_configuration,
     check_bundles,
 )
 

@@ -82,6 +82,8 @@ def build_command(  # noqa: PLR0917 - one parameter per click option
         )
     except BundleError as exc:
         raise _fail(exc) from None
+    for advisory in result.advisories:
+        click.echo(f"warning: {advisory}", err=True)
     click.echo(result.summary())
 
 

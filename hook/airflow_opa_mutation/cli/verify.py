@@ -11,7 +11,10 @@ samples), through the hook's own ``MutationHook.evaluate``:
 - a denied sample's ``expect.pod`` (when given) is what the decision's patch would have made of the pod
   (the patch is not applied to a denied pod); any other sample becomes exactly ``expect.pod``;
 - convergence: the mutated pod, evaluated again, yields no ops (a policy that keeps patching its own
-  output would flap, and the hook evaluates each pod once).
+  output would flap, and the hook evaluates each pod once);
+- the configuration has no error: the decision carries none of the framework's configuration errors
+  (``policies/lib/config.rego``; ``--update`` cannot write one into a golden file). Its advisories
+  (exemptions wider than they look) are shown as warnings, per sample.
 
 ``--update`` rewrites ``expect`` from what the library does now (golden files); it cannot fix a sample
 that does not converge or fails to evaluate.
@@ -30,12 +33,15 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import _pod_codec
+from .._opa_endpoint import opa_endpoint
 from ..errors import Message, OpaMutationError, PodDenied
 from ..hook import MutationHook, Outcome
 from ._diff import diff_text, yaml_diff
 from ._errors import EXIT_FAILED, EXIT_OK, CliError, handle_errors
+from ._opa_admin import admin_client
 from ._opa_provider import OpaProvider
-from ._output import emit_document, make_output, maybe_progress, output_options
+from ._output import Output, emit_document, make_output, maybe_progress, output_options
+from ._policy_config import config_errors, fetch_advisories
 
 
 @dataclass
@@ -68,6 +74,8 @@ class SampleResult:
     diff: list[str] = field(default_factory=list)
     converged: bool | None = None
     outcome: Outcome | None = None
+    warnings: list[str] = field(default_factory=list)
+    config_error: bool = False
 
     def fail(self, problem: str) -> None:
         self.status = "fail"
@@ -152,6 +160,9 @@ def check(sample: Sample, hook: MutationHook) -> SampleResult:
         result.fail(f"evaluation failed: {type(error).__name__}: {error}")
         return result
     assert outcome.decision is not None
+    for problem in config_errors(outcome.decision):
+        result.config_error = True
+        result.fail(problem)
     want_deny = _pairs(expect.get("deny"))
     got_deny = _got(outcome.decision.deny)
     if got_deny != want_deny:
@@ -195,7 +206,7 @@ def order_like(value: Any, reference: Any) -> Any:
 def update(result: SampleResult, hook: MutationHook) -> None:
     """Rewrite the sample's ``expect`` from what the library does now (keeps its other keys and header)."""
     outcome = result.outcome
-    if outcome is None or outcome.decision is None or result.converged is False:
+    if outcome is None or outcome.decision is None or result.converged is False or result.config_error:
         return
     if outcome.error is not None and not isinstance(outcome.error, PodDenied):
         return
@@ -243,22 +254,7 @@ def verify(directory: Path, only: tuple[str, ...], update_goldens: bool, output_
     samples = discover(directory, only)
     if not samples:
         raise CliError(f"no samples under {directory}/*/samples/", fix="add samples, or give the library folder")
-    results: list[SampleResult] = []
-    with (
-        OpaProvider(policies=directory, audit_annotation=False, warn=output.err.print) as provider,
-        maybe_progress(output, "verifying samples", len(samples)) as advance,
-    ):
-        for sample in samples:
-            hook = provider.hook(sample.config)
-            try:
-                result = check(sample, hook)
-            except _pod_codec.DecodeError as exc:
-                result = SampleResult(sample)
-                result.fail(f"the sample's pod is not a valid pod: {exc}")
-            if update_goldens and result.status == "fail":
-                update(result, hook)
-            results.append(result)
-            advance()
+    results = _run(directory, samples, update_goldens, output)
     failed = [r for r in results if r.status == "fail"]
     code = EXIT_FAILED if failed else EXIT_OK
     if output.json:
@@ -276,6 +272,7 @@ def verify(directory: Path, only: tuple[str, ...], update_goldens: bool, output_
                         "converged": r.converged,
                         "problems": r.problems,
                         "diff": r.diff,
+                        "warnings": r.warnings,
                     }
                     for r in results
                 ],
@@ -305,6 +302,7 @@ def verify(directory: Path, only: tuple[str, ...], update_goldens: bool, output_
             output.console.print(f"  - {problem}")
         if r.diff:
             output.console.print(diff_text(r.diff), end="")
+    _print_warnings(output, results)
     counts = {s: sum(1 for r in results if r.status == s) for s in ("pass", "fail", "updated")}
     summary = f"{len(results)} sample(s): {counts['pass']} passed, {counts['fail']} failed"
     if update_goldens:
@@ -312,6 +310,52 @@ def verify(directory: Path, only: tuple[str, ...], update_goldens: bool, output_
     output.console.print()
     output.console.print(Text(summary, style="bold red" if failed else "bold green"))
     raise click.exceptions.Exit(code)
+
+
+def _run(directory: Path, samples: list[Sample], update_goldens: bool, output: Output) -> list[SampleResult]:
+    """Check (and with ``update_goldens`` rewrite) each sample against the library in ``directory``."""
+    results: list[SampleResult] = []
+    advisories: dict[int, list[str]] = {}  # by hook: one local OPA per configuration
+    with (
+        OpaProvider(policies=directory, audit_annotation=False, warn=output.err.print) as provider,
+        maybe_progress(output, "verifying samples", len(samples)) as advance,
+    ):
+        for sample in samples:
+            hook = provider.hook(sample.config)
+            try:
+                result = check(sample, hook)
+            except _pod_codec.DecodeError as exc:
+                result = SampleResult(sample)
+                result.fail(f"the sample's pod is not a valid pod: {exc}")
+            if update_goldens and result.status == "fail":
+                update(result, hook)
+            if id(hook) not in advisories:
+                advisories[id(hook)] = _advisories(hook)
+            result.warnings = advisories[id(hook)]
+            results.append(result)
+            advance()
+    return results
+
+
+def _advisories(hook: MutationHook) -> list[str]:
+    """The library's advisories for the configuration this hook's OPA serves (none when it has none)."""
+    with admin_client(opa_endpoint(hook.settings), timeout=max(hook.settings.timeout, 5.0)) as admin:
+        return fetch_advisories(admin) or []
+
+
+def _print_warnings(output: Output, results: list[SampleResult]) -> None:
+    """Each advisory once, with the samples whose configuration has it."""
+    where: dict[str, list[str]] = {}
+    for r in results:
+        for warning in r.warnings:
+            where.setdefault(warning, []).append(r.sample.name)
+    for warning, names in where.items():
+        output.console.print()
+        line = Text("warning: ", style="bold yellow")
+        line.append(warning)
+        output.console.print(line)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        output.console.print(Text(f"  (the configuration of {shown})", style="dim"))
 
 
 __all__ = ["Sample", "SampleResult", "check", "discover", "verify"]

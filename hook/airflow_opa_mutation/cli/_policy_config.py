@@ -1,0 +1,67 @@
+"""The policy library's verdict on its own configuration (``policies/lib/config.rego``), for ``verify``,
+``doctor`` and ``bundle build``.
+
+- **Errors** (``errors``: an unknown key, a value of the wrong type, an invalid exemption) reach every
+  decision as ``framework`` warnings starting with :data:`ERROR_PREFIX`: read from a decision, they need
+  nothing but the decision endpoint (an OPA's authorization policy may allow no other). They fail the
+  three commands.
+- **Advisories** (``advisories``: an ``exempt_images`` entry not pinned by digest, a namespace glob in a
+  global exemption) are valid configuration that grants more than it may seem to. Decisions do not carry
+  them; they are read from :data:`ADVISORIES_PATH` and shown as warnings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from ..decision import Decision
+
+#: How a configuration error starts in a decision's warn list (policy ``framework``).
+ERROR_PREFIX = "configuration error: "
+FRAMEWORK = "framework"
+#: Where the library serves its advisories (a set: JSON array of strings).
+ADVISORIES_PATH = "airflow/pod/lib/config/advisories"
+#: The same, as an ``opa eval`` query.
+ADVISORIES_QUERY = "data." + ADVISORIES_PATH.replace("/", ".")
+ERRORS_QUERY = "data.airflow.pod.lib.config.errors"
+
+ERROR_FIX = (
+    "correct the key in the policy configuration (data.airflow.pod.config: your configuration file or bundle); "
+    "each policy's README lists its parameters, its `schema` their types (policies/README.md, Configuration errors)"
+)
+ADVISORY_FIX = (
+    "pin each exempt_images entry to one image by digest (registry.example.com/team/tool@sha256:<64 hex>), and "
+    "exempt namespaces by exact name only where RBAC keeps DAG authors' pods out of them (docs/threat-model.md)"
+)
+
+
+def config_errors(decision: Decision) -> list[str]:
+    """The configuration errors a decision carries (the framework's warnings about the configuration)."""
+    return [m.msg for m in decision.warn if m.policy == FRAMEWORK and m.msg.startswith(ERROR_PREFIX)]
+
+
+def fetch_advisories(admin: Any) -> list[str] | None:
+    """The library's advisories from a running OPA (an ``opa_client.OpaClient``); ``None`` when it cannot
+    say (refused, unreachable, or a library without them)."""
+    try:
+        answer = admin.query_rule({}, ADVISORIES_PATH)
+    except (requests.RequestException, ValueError):
+        return None
+    result = answer.get("result") if isinstance(answer, dict) else None
+    if not isinstance(result, list):
+        return None
+    return sorted(str(advisory) for advisory in result)
+
+
+__all__ = [
+    "ADVISORIES_PATH",
+    "ADVISORIES_QUERY",
+    "ADVISORY_FIX",
+    "ERRORS_QUERY",
+    "ERROR_FIX",
+    "ERROR_PREFIX",
+    "config_errors",
+    "fetch_advisories",
+]
