@@ -742,28 +742,25 @@ def near_hardened_pods(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any],
     return base, valid(pod), place
 
 
-# Both generators' pods per hypothesis example: the oracle and OPA are asked once per batch.
-@seed(SEED)
-@settings(
-    max_examples=-(-EXAMPLES // BATCH),
+# Both generators' pods come in batches (the oracle and OPA are asked once per batch), unshrunk: a batch's
+# failure names every pod, and the seed replays it.
+BATCHES = settings(
     database=None,
     deadline=None,
-    phases=[Phase.generate],  # no shrinking: a batch's failure names every pod, the seed replays it
+    phases=[Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+@seed(SEED)
+@settings(BATCHES, max_examples=-(-EXAMPLES // BATCH))
 @given(batch=st.lists(pods(), min_size=BATCH, max_size=BATCH))
 def test_pod_security_agrees_with_kubernetes(differential: Differential, batch: list[dict[str, Any]]) -> None:
     differential.check(batch, "generated pod", {}, "generated")
 
 
 @seed(SEED)
-@settings(
-    max_examples=-(-NEAR // BATCH),
-    database=None,
-    deadline=None,
-    phases=[Phase.generate],  # no shrinking: a batch's failure names every pod, the seed replays it
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@settings(BATCHES, max_examples=-(-NEAR // BATCH))
 @given(batch=st.lists(near_hardened_pods().filter(lambda t: t[0] != t[1]), min_size=BATCH, max_size=BATCH))
 def test_near_hardened_pods_agree_with_kubernetes(
     differential: Differential, batch: list[tuple[dict[str, Any], dict[str, Any], str]]
