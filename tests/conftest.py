@@ -23,6 +23,13 @@ POLICIES = REPO / "policies"
 # and tests/airflow alike.
 pytest_plugins = ["tests.kube.fixtures"]
 
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """How the property tests draw their examples, and how to replay a run (tests/replay.py)."""
+    from .replay import describe
+
+    return describe()
+
 # The venvs live in a per-user cache shared by every clone; the project's scripts put this clone's hook/
 # first on PYTHONPATH (subprocesses and Airflow's entry point loading inherit it). Refuse to test another
 # clone's package by accident.

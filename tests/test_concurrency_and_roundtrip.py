@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from kubernetes import client as k8s
 
 from airflow_opa_mutation import pod_from_json, pod_to_json
 
 from .conftest import decision_policy, worker_pod
+from .replay import replayable
 
 ECHO = """
 decision := {"patch": [
@@ -95,7 +96,7 @@ def pods(draw):
     )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@replayable(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pods())
 def test_pod_json_pod_round_trip(pod):
     doc = pod_to_json(pod)

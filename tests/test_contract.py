@@ -20,6 +20,7 @@ from airflow_opa_mutation import (
 )
 from airflow_opa_mutation._pod_codec import PYDANTIC_MODELS
 
+from .clientprobe import ClientProbe
 from .conftest import decision_policy, worker_pod
 
 
@@ -420,9 +421,12 @@ def test_fail_open_never_bypasses_a_config_error(monkeypatch):
         aom.configure()
 
 
-def test_circuit_breaker_fails_fast_then_probes(start_opa, make_hook, pod):
+def test_circuit_breaker_fails_fast_then_probes(start_opa, make_hook, pod, monkeypatch):
+    """The cooldown runs on the client's clock, moved by the test (no sleep, and however long OPA takes
+    to start): open for all of it, then exactly one probe call goes through and closes the breaker."""
+    clock = ClientProbe(monkeypatch)
     opa = start_opa(decision_policy('decision := {"patch": [{"op": "add", "path": "/metadata/labels/ok", "value": "1"}]}'))
-    hook = make_hook(opa, timeout=0.3, breaker_threshold=2, breaker_cooldown=1.0)
+    hook = make_hook(opa, timeout=0.3, breaker_threshold=2, breaker_cooldown=60.0)
     opa.stop()
     for _ in range(2):
         with pytest.raises(OpaUnavailable, match="cannot connect"):
@@ -430,13 +434,14 @@ def test_circuit_breaker_fails_fast_then_probes(start_opa, make_hook, pod):
     with pytest.raises(OpaUnavailable, match="circuit breaker open after 2 consecutive failures"):
         hook(pod)
     opa.start()
+    clock.advance(30.0)
     with pytest.raises(OpaUnavailable, match="circuit breaker open"):
-        hook(pod)  # still cooling down, even though OPA is back
-    import time
-
-    time.sleep(1.05)
-    hook(pod)  # the probe goes through and closes the breaker
+        hook(pod)  # half the cooldown later: still open, even though OPA is back
+    assert len(clock.calls) == 2  # the calls the open breaker refused never went out
+    clock.advance(30.0)
+    hook(pod)  # the cooldown is over: the probe goes through and closes the breaker
     assert pod.metadata.labels["ok"] == "1"
+    assert len(clock.calls) == 3
 
 
 def test_provenance_is_requested_and_kept(start_opa, make_hook, pod):

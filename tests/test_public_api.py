@@ -36,11 +36,35 @@ def test_one_base_class_for_every_error():
         assert issubclass(error, aom.OpaMutationError)
 
 
+#: Public in ``airflow_opa_mutation.hook`` only: the accessor of the process-wide hook.
+HOOK_MODULE_ONLY = {"default_hook"}
+
+
 def test_the_hook_module_keeps_its_public_names():
     """``from airflow_opa_mutation.hook import ...`` works as before; the same objects as the package's."""
-    for name in hook.__all__:
-        assert getattr(hook, name) is getattr(aom, name, getattr(hook, name))
+    assert set(hook.__all__) - set(aom.__all__) == HOOK_MODULE_ONLY
+    for name in set(hook.__all__) - HOOK_MODULE_ONLY:
+        assert getattr(hook, name) is getattr(aom, name), name
     assert hook.AUDIT_ANNOTATION == aom.AUDIT_ANNOTATION == "airflow-opa-mutation/decision"
+
+
+def test_default_hook_is_the_one_configure_installed_and_pod_mutation_hook_uses(start_opa, pod):
+    """``hook.default_hook()``: the process-wide hook ``configure`` replaced, which the package's
+    ``pod_mutation_hook`` (Airflow's entry point) runs."""
+    opa = start_opa(decision_policy('decision := {"patch": [{"op": "add", "path": "/metadata/labels/via", "value": "default"}]}'))
+    installed = aom.configure(aom.Settings(url=opa.url))
+    try:
+        assert isinstance(installed, aom.MutationHook)
+        assert hook.default_hook() is installed and hook.default_hook() is installed  # built once, then kept
+        aom.pod_mutation_hook(pod)
+        assert pod.metadata.labels["via"] == "default"
+        replaced = aom.configure(aom.Settings(url=opa.url))
+        assert replaced is not installed and hook.default_hook() is replaced
+    finally:
+        with hook._default_lock:
+            current, hook._default = hook._default, None
+        if current is not None:
+            current.close()
 
 
 def test_pod_json_round_trip():

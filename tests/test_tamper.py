@@ -102,26 +102,57 @@ def test_a_pod_above_max_pod_bytes_is_denied(library_opa, make_hook):
 # -- pods that make the decision call fail: OPA healthy, so the pod is to blame ----------------------------
 
 
+#: A response cap far below what an unclipped echo of the pods below would make (megabytes).
+SMALL_RESPONSE = 64 * 1024
+
+
+def policies_of(error: PodDenied) -> set[str | None]:
+    return {message.policy for message in error.messages}
+
+
 def test_padding_image_of_600000_brackets(library_opa, make_hook):
-    """Finding 2a: a deny message echoing the image blew max_response_bytes; fail-open let it through."""
+    """Finding 2a: a deny message echoing the image blew max_response_bytes; fail-open let it through.
+    The library clips what a pod wrote before echoing it (lib/messages.rego): the decision on this pod
+    fits a 64 KiB response (the echo alone would be 3.6 MB, OPA writing "<" as \\u003c), so the pod is
+    judged by policy: denied for being privileged, the padded image named clipped in a warning."""
     pod = privileged(worker_pod())
     pod.spec.containers.append(k8s.V1Container(name="padding", image="evil.io/" + "<" * 600_000))
-    denied_in_both_modes(make_hook, library_opa.url, pod)
+    for error in denied_in_both_modes(make_hook, library_opa.url, pod, max_response_bytes=SMALL_RESPONSE):
+        assert policies_of(error) == {"deny_privileged", "pod_security"}, str(error)[:500]
+        assert 'container "base" is privileged' in str(error)
+    decision = make_hook(library_opa, max_response_bytes=SMALL_RESPONSE).evaluate(pod).decision
+    (echo,) = [m for m in decision.warn if 'container "padding"' in m.msg]
+    assert echo.policy == "image_tag" and "…[600008 characters]" in echo.msg and len(echo.msg) < 1024
 
 
 def test_25000_host_path_volumes_in_one_megabyte(library_opa, make_hook):
-    """OPA takes past the timeout on a 1 MB pod of volumes; it answers /health, so the pod is denied."""
-    pod = privileged(worker_pod())
+    """OPA takes past the timeout on a 1 MB pod of volumes; it answers /health, so the pod is denied: by
+    the timeout (the hook's own message), not by a policy (the pod is not privileged; deny_host_path would
+    name the volumes had OPA finished)."""
+    pod = worker_pod()
     pod.spec.volumes = [k8s.V1Volume(name=f"v{i}", host_path=k8s.V1HostPathVolumeSource(path="/")) for i in range(25_000)]
     assert len(as_json(pod)) < 1_572_864
-    denied_in_both_modes(make_hook, library_opa.url, pod)
+    for error in denied_in_both_modes(make_hook, library_opa.url, pod, timeout=0.3):
+        assert policies_of(error) == {"airflow-opa-mutation"}, str(error)[:500]  # the hook itself
+        assert "OPA is healthy but could not decide on this pod" in str(error)
+        assert "within timeout = 0.3s" in str(error)
 
 
 def test_140000_capabilities(library_opa, make_hook):
-    """A response past max_response_bytes is the pod's doing when OPA is healthy."""
-    pod = privileged(worker_pod())
-    pod.spec.containers[0].security_context.capabilities = k8s.V1Capabilities(add=[f"c{i}" for i in range(140_000)])
-    denied_in_both_modes(make_hook, library_opa.url, pod)
+    """140,000 added capabilities in a pod that is not privileged: the library names 20 and counts the
+    rest (lib/messages.rego), so its answer fits a 64 KiB response and the pod is denied for its
+    capabilities by policy, not for the size of the answer (a generous timeout keeps the deadline out)."""
+    pod = worker_pod()
+    pod.spec.containers[0].security_context = k8s.V1SecurityContext(
+        capabilities=k8s.V1Capabilities(add=[f"c{i}" for i in range(140_000)])
+    )
+    for error in denied_in_both_modes(make_hook, library_opa.url, pod, max_response_bytes=SMALL_RESPONSE, timeout=60):
+        assert policies_of(error) == {"deny_privileged", "pod_security"}, str(error)[:500]
+        named = [m.msg for m in error.messages if m.policy == "deny_privileged"]
+        assert len(named) == 21 and named[-1] == "... and 139980 more"
+        assert all("which is not allowed" in msg for msg in named[:-1])
+        (baseline,) = [m.msg for m in error.messages if m.policy == "pod_security"]
+        assert "non-default capabilities" in baseline and len(baseline) < 1100
 
 
 def test_an_oversized_response_names_the_cause(start_opa, make_hook):

@@ -10,9 +10,10 @@ these tests.
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from ..replay import replayable
 from .conftest import construct, echoed, make_kpo, task_context
 
 pytestmark = pytest.mark.airflow
@@ -133,7 +134,7 @@ _label_text = st.text(
 ) | st.from_regex(r"[a-z0-9_.\-]{60,70}", fullmatch=True)
 
 
-@settings(max_examples=300, deadline=None)
+@replayable(max_examples=300, deadline=None)
 @given(_label_text)
 def test_our_copy_of_make_safe_label_value_matches_the_providers(value):
     """Used when the provider is not loaded; must give exactly the provider's label values."""

@@ -27,6 +27,23 @@ POD = "airflow/etl-load-0a1b2c3d"
 
 
 @pytest.fixture
+def hook_clock(monkeypatch):
+    """The hook's ``perf_counter``, made to see every evaluation take exactly 0.25 s: what the log line
+    and the timer report is then known to the millisecond, on any machine, however loaded."""
+    from types import SimpleNamespace
+
+    from airflow_opa_mutation import hook as hook_module
+
+    reads = iter(range(10**6))
+
+    def perf_counter() -> float:
+        read = next(reads)  # an evaluation reads it twice: when it starts and when it ends
+        return read // 2 * 10.0 + read % 2 * 0.25
+
+    monkeypatch.setattr(hook_module, "time", SimpleNamespace(perf_counter=perf_counter))
+
+
+@pytest.fixture
 def hook_log(caplog):
     caplog.set_level(logging.INFO, logger="airflow_opa_mutation")
     return caplog
@@ -58,7 +75,7 @@ def opa_decision_log(opa, decision_id, timeout=5.0):
 
 
 def test_one_info_line_per_pod_with_ids_decision_id_ops_and_duration(
-    template_file, library_opa, process_hook, hook_log
+    template_file, library_opa, process_hook, hook_log, hook_clock
 ):
     process_hook(library_opa.url)
     pod = construct(template_file, try_number=2, map_index=3)
@@ -70,7 +87,7 @@ def test_one_info_line_per_pod_with_ids_decision_id_ops_and_duration(
     assert line["verdict"] == "mutated"
     assert line["pod"] == POD
     assert line["ids"] == "dag_id=etl task_id=load run_id=scheduled__2026-11-25T00:00:00+00:00 try_number=2 map_index=3"
-    assert 0 < float(line["ms"]) < 2000
+    assert line["ms"] == "250.00"  # the evaluation's duration, in milliseconds
     assert {"security_context", "service_account_token"} <= set(line["policies"].split(","))
 
     # The decision id is OPA's own: the entry OPA logged for it is the request this pod made.
@@ -131,7 +148,7 @@ def stats_recorder():
 
 
 def test_counters_and_timer_reach_airflow_stats(
-    template_file, library_opa, stopped_opa_url, process_hook, stats_recorder
+    template_file, library_opa, stopped_opa_url, process_hook, stats_recorder, hook_clock
 ):
     from airflow import settings
     from airflow.providers.cncf.kubernetes.exceptions import PodMutationHookException
@@ -160,6 +177,5 @@ def test_counters_and_timer_reach_airflow_stats(
         ("opa_mutation.dry_run", 1),
     ]
     timings = [dt for kind, stat, dt in stats_recorder.calls if kind == "timing" and stat == "opa_mutation.duration"]
-    assert len(timings) == 6  # one per pod, in milliseconds
-    assert all(isinstance(ms, float) and 0 < ms < 5000 for ms in timings)
+    assert timings == [250.0] * 6  # one per pod, in milliseconds: each evaluation's 0.25 s
     assert {kind for kind, _, _ in stats_recorder.calls} == {"incr", "timing"}

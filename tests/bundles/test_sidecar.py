@@ -113,6 +113,10 @@ def test_new_revision_is_picked_up_without_restart_within_the_polling_interval(s
         assert seen
         delay = time.monotonic() - published
         delays.append(delay)
+        # Picked up at the next poll: what OPA fetched since publishing (the bundle server's own log), up
+        # to the download that brought the new revision, is at most one poll that raced the publish.
+        served = [code for when, _, code in list(bundle_server.requests) if when >= published]
+        assert 200 in served and len(served[: served.index(200)]) <= 1, served
         wait_until(lambda revision=revision: active_revision(opa) == revision, 2, "status shows the revision")
         activated = _wall(opa_status(opa)["bundles"][BUNDLE]["last_successful_activation"])
         activations.append(activated - published_wall)
@@ -121,7 +125,6 @@ def test_new_revision_is_picked_up_without_restart_within_the_polling_interval(s
     assert opa.process.poll() is None
 
     # Polling waits a random delay in [min, max] between downloads; a download and activation take ms.
-    assert max(delays) <= MAX_DELAY + 1.5, delays
     test = "new revision -> hook behaviour"
     record(test, f"pickup delay min (polling {MIN_DELAY}-{MAX_DELAY} s)", min(delays))
     record(test, f"pickup delay median (polling {MIN_DELAY}-{MAX_DELAY} s)", statistics.median(delays))

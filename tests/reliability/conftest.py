@@ -1,4 +1,8 @@
-"""Fixtures for the reliability suite: fault proxies in front of real OPA processes, timing helpers."""
+"""Fixtures for the reliability suite: fault proxies in front of real OPA processes, the client's probe.
+
+No test here asserts a wall time: what a duration would stand for is observed through the client's own
+clock (tests/clientprobe.py) or counted by the fault proxy; the wall times are only recorded as figures.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +15,17 @@ import pytest
 
 from airflow_opa_mutation import OpaUnavailable, PodDenied
 
+from ..clientprobe import ClientProbe
 from .faultproxy import Fault, FaultProxy
 from .figures import FIGURES
 
-#: How far past ``timeout`` a failing call may return: scheduling jitter on a busy 2-core machine.
-SLACK = 0.5
-
-
-def health_probe(timeout: float) -> float:
-    """The most the health probe after a failed decision call adds (``DecisionClient.health_timeout``)."""
-    del timeout  # a fixed deadline, whatever the call's timeout
-    return 0.5
-
 LABEL_POLICY = 'decision := {"patch": [{"op": "add", "path": "/metadata/labels/seen", "value": "yes"}]}'
+
+
+@pytest.fixture
+def client_probe(monkeypatch: pytest.MonkeyPatch) -> ClientProbe:
+    """The hook's OPA client, observed through its own clock (see tests/clientprobe.py)."""
+    return ClientProbe(monkeypatch)
 
 
 @pytest.fixture
@@ -42,7 +44,8 @@ def fault_proxy() -> Iterator[Callable[..., FaultProxy]]:
 
 def call_denied(hook: Any, pod: Any, match: str) -> tuple[float, str]:
     """Call the hook on a pod whose decision call fails while OPA answers /health: the pod is to blame,
-    PodDenied in both fail modes (issue 13), the pod left exactly as it was. Returns wall time and text."""
+    PodDenied in both fail modes (issue 13), the pod left exactly as it was. Returns the wall time (for
+    the figures) and the text."""
     before = pod.to_dict()
     started = time.monotonic()
     with pytest.raises(PodDenied, match="OPA is healthy but could not decide on this pod") as raised:
@@ -58,7 +61,8 @@ def call_failing(
 ) -> tuple[float, str]:
     """Call the hook expecting OPA to be unusable: closed raises OpaUnavailable, open logs at ERROR.
 
-    Either way the pod must be left exactly as it was. Returns the wall time and the error text.
+    Either way the pod must be left exactly as it was. Returns the wall time (for the figures) and the
+    error text.
     """
     before = pod.to_dict()
     caplog.clear()
@@ -98,4 +102,4 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"{label:<{width}}  {f.value:>10.3f} {f.unit:<6} {f.bound}")
 
 
-__all__ = ["LABEL_POLICY", "SLACK", "Fault", "call_denied", "call_failing", "health_probe"]
+__all__ = ["LABEL_POLICY", "Fault", "call_denied", "call_failing"]

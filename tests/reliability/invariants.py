@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubernetes import client as k8s
@@ -17,6 +18,18 @@ def reference_pod(doc: dict[str, Any]) -> Any:
     if PYDANTIC_MODELS:
         return k8s.V1Pod.model_validate(doc)
     return k8s.ApiClient()._ApiClient__deserialize(doc, "V1Pod")
+
+
+def client_reads_exactly(doc: Any) -> bool:
+    """Whether the kubernetes client itself reads ``doc`` into a ``V1Pod`` that serializes back to exactly
+    ``doc`` (strict JSON types: ``true`` is not ``1``). What the hook's codec must accept, no more: the
+    client drops unknown fields and nulls and coerces values (``bool("no")``, lax pydantic), and each of
+    those shows up here as a difference. The oracle of a "not a valid V1Pod" rejection."""
+    try:
+        again = k8s.ApiClient().sanitize_for_serialization(reference_pod(doc))
+    except Exception:  # a type the model refuses, a required field missing, a list where a dict belongs
+        return False
+    return json.dumps(again, sort_keys=True) == json.dumps(doc, sort_keys=True)
 
 
 def _fields(model: Any) -> list[str]:

@@ -26,7 +26,7 @@ decision := {"patch": [
 """
 
 
-def _burst_against_a_dead_listener(fault_proxy, make_hook, caplog, threads: int) -> tuple[float, int, int]:
+def _burst_against_a_dead_listener(fault_proxy, make_hook, caplog, probe, threads: int) -> tuple[float, int, int]:
     proxy = fault_proxy(free_port(), default=Fault("hang"), hold=20)
     hook = make_hook(proxy.url, timeout=1.0, fail_mode="open")  # default breaker: 5 failures, 30 s
     pods = [worker_pod(f"burst-{i}") for i in range(200)]
@@ -44,24 +44,27 @@ def _burst_against_a_dead_listener(fault_proxy, make_hook, caplog, threads: int)
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 200 and all("fail_mode=open" in e for e in errors)
     fast = sum("circuit breaker open" in e for e in errors)
+    # Only the calls the breaker let through made a request and waited, each within its own deadline;
+    # it refused the rest before any request: what "fast" stands for, without a stopwatch.
+    assert len(probe.calls) == 200 - fast
+    for call in probe.calls:
+        call.assert_bounded()
     return elapsed, len(proxy.requests()), fast
 
 
-def test_burst_of_200_pods_fails_open_fast_behind_the_breaker(fault_proxy, make_hook, errors_log):
-    elapsed, reached, fast = _burst_against_a_dead_listener(fault_proxy, make_hook, errors_log, threads=1)
+def test_burst_of_200_pods_fails_open_fast_behind_the_breaker(fault_proxy, make_hook, errors_log, client_probe):
+    elapsed, reached, fast = _burst_against_a_dead_listener(fault_proxy, make_hook, errors_log, client_probe, threads=1)
     assert reached == 5  # only the first `breaker_threshold` calls waited on the dead listener
     assert fast == 195
-    assert elapsed < 15, f"200 pods took {elapsed:.1f}s (without the breaker: 200 x 1 s)"
-    record("breaker: 200 pods, one thread", "burst wall time (timeout 1 s; 5 reached OPA)", elapsed, bound="< 15 s")
+    record("breaker: 200 pods, one thread", "burst wall time (timeout 1 s; 5 reached OPA)", elapsed)
 
 
-def test_threaded_burst_of_200_pods_behind_the_breaker(fault_proxy, make_hook, errors_log):
-    elapsed, reached, fast = _burst_against_a_dead_listener(fault_proxy, make_hook, errors_log, threads=16)
+def test_threaded_burst_of_200_pods_behind_the_breaker(fault_proxy, make_hook, errors_log, client_probe):
+    elapsed, reached, fast = _burst_against_a_dead_listener(fault_proxy, make_hook, errors_log, client_probe,
+                                                            threads=16)
     assert reached <= 16 + 5  # at most the calls in flight before the breaker opened
     assert fast >= 200 - reached
-    assert elapsed < 15
-    record("breaker: 200 pods, 16 threads", f"burst wall time (timeout 1 s; {reached} reached OPA)", elapsed,
-           bound="< 15 s")
+    record("breaker: 200 pods, 16 threads", f"burst wall time (timeout 1 s; {reached} reached OPA)", elapsed)
 
 
 # -- fork -----------------------------------------------------------------------------------------------
