@@ -128,11 +128,12 @@ def test_padding_image_of_600000_brackets(library_opa, make_hook):
 def test_25000_host_path_volumes_in_one_megabyte(library_opa, make_hook):
     """OPA takes past the timeout on a 1 MB pod of volumes; it answers /health, so the pod is denied: by
     the timeout (the hook's own message), not by a policy (the pod is not privileged; deny_host_path would
-    name the volumes had OPA finished)."""
+    name the volumes had OPA finished). max_volumes is raised past the pod: at its default (256) the limit
+    refuses the pod before OPA is asked (tests/test_limits.py)."""
     pod = worker_pod()
     pod.spec.volumes = [k8s.V1Volume(name=f"v{i}", host_path=k8s.V1HostPathVolumeSource(path="/")) for i in range(25_000)]
     assert len(as_json(pod)) < 1_572_864
-    for error in denied_in_both_modes(make_hook, library_opa.url, pod, timeout=0.3):
+    for error in denied_in_both_modes(make_hook, library_opa.url, pod, timeout=0.3, max_volumes=100_000):
         assert policies_of(error) == {"airflow-opa-mutation"}, str(error)[:500]  # the hook itself
         assert "OPA is healthy but could not decide on this pod" in str(error)
         assert "within timeout = 0.3s" in str(error)
