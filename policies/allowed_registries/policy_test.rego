@@ -100,3 +100,11 @@ test_ephemeral_containers_are_judged if {
 	])} with input as {"pod": pod}
 		with data.airflow.pod.lib.config.user as _config
 }
+
+# A registry allows whole path components below it, never a longer host or
+# component that merely starts with the same text.
+test_registries_match_whole_components if {
+	images := ["quay.io.evil.example/x:1", "quay.io/acmecorp/x:1", "docker.io/apachecorp/x:1"]
+	count(allowed_registries.deny) == 3 with input as {"pod": _pod(images)}
+		with data.airflow.pod.lib.config.user as _config
+}

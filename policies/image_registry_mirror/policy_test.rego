@@ -55,3 +55,13 @@ test_a_mirrored_pod_is_left_alone if {
 	])
 	image_registry_mirror.patch == set() with input as {"pod": pod} with data.airflow.pod.lib.config.user as _config
 }
+
+# A mirror that lies under the registry it mirrors: its images are mirrored
+# already, never rewritten a second time.
+test_a_mirror_under_its_source_is_not_mirrored_again if {
+	config := fx.enable("image_registry_mirror", {"mirrors": {"registry.example.com": "registry.example.com/cache"}})
+	source := "registry.example.com/team/app:1"
+	cached := "registry.example.com/cache/team/app:1"
+	image_registry_mirror.rewrite(source) == cached with data.airflow.pod.lib.config.user as config
+	not image_registry_mirror.rewrite(cached) with data.airflow.pod.lib.config.user as config
+}
