@@ -351,6 +351,8 @@ class Runner:
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: a copy as the working tree has it, to check that each mutant applies (before any runs)
     pristine: Path | None = None
+    #: the unmutated runs: distinct test sets and the seconds they took
+    baselines: list[Outcome] = field(default_factory=list)
 
     def add_copy(self, copy: Path) -> None:
         self.pristine = self.pristine or copy
@@ -415,6 +417,7 @@ class Runner:
         with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
             self.say(f"baselines: {len(sets)} distinct test sets on the unmutated copy")
             baselines = dict(zip(sets, pool.map(self.baseline, sets), strict=True))
+            self.baselines = list(baselines.values())
             runnable = []
             for mutant in live:
                 base = baselines[mutant.tests]
@@ -435,14 +438,20 @@ def summary(results: list[Result], seconds: float) -> str:
     return f"{len(results)} mutants: {', '.join(shown)} in {seconds / 60:.1f} min"
 
 
-def report(results: list[Result], seconds: float, jobs: int) -> list[str]:
+def report(results: list[Result], seconds: float, runner: Runner) -> list[str]:
     width = max(len(r.mutant.id) for r in results)
-    lines = [f"{r.status:<14} {r.mutant.id:<{width}}  {r.seconds:5.0f} s  {r.detail}" for r in results]
+    base = runner.baselines
+    lines = [
+        f"baselines: {sum(b.passed for b in base)} of {len(base)} distinct test sets pass unmutated "
+        f"({sum(b.seconds for b in base) / 60:.1f} min)",
+        "",
+    ]
+    lines += [f"{r.status:<14} {r.mutant.id:<{width}}  {r.seconds:5.0f} s  {r.detail}" for r in results]
     bad = [r for r in results if r.status != KILLED]
     if bad:
         lines += ["", "not killed:"]
         lines += [f"  {r.mutant.id}: {r.mutant.why} — tests: {r.mutant.tests.describe()}" for r in bad]
-    return [*lines, "", f"{summary(results, seconds)}, {jobs} job(s)"]
+    return [*lines, "", f"{summary(results, seconds)}, {runner.jobs} job(s)"]
 
 
 def _revision() -> str:
@@ -486,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         print("mutants: nothing selected", file=sys.stderr)
         return 2
 
-    started = time.monotonic()
+    started, load_average = time.monotonic(), os.getloadavg()[0]
     scratch = Path(tempfile.mkdtemp(prefix="aom-mutants-"))
     runner = Runner(mutants, max(1, args.jobs))
     try:
@@ -501,13 +510,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.monotonic() - started
-    lines = report(results, seconds, runner.jobs)
+    lines = report(results, seconds, runner)
     print("\n" + "\n".join(lines))
     if full:
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
         header = [
             "# scripts/mutants: the last full run (every mutant in tests/mutants.yaml), committed with the code.",
-            f"# {now}, commit {_revision()}, {os.cpu_count()} cores",
+            f"# {now}, commit {_revision()}, {os.cpu_count()} cores, load average {load_average:.1f} at the start",
             "",
         ]
         RESULTS_FILE.write_text("\n".join([*header, *lines]) + "\n")
