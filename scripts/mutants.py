@@ -17,6 +17,7 @@ Usage (scripts/mutants runs this with the kubernetes 37 venv):
     scripts/mutants --ci                 the mutants marked ``ci: true`` (scripts/test runs these)
     scripts/mutants --only id,id         the named mutants
     scripts/mutants --list               the mutants, their tests and the ci mark
+    --file LIST                          another list (trying mutants out; no results file is written)
     --jobs N                             mutants run at once (default 1; each has its own copy)
 """
 
@@ -470,18 +471,19 @@ def main(argv: list[str] | None = None) -> int:
     chosen.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies (their paths are printed)")
+    parser.add_argument("--file", type=Path, default=MUTANTS_FILE, help="the list (default tests/mutants.yaml)")
     args = parser.parse_args(argv)
 
     try:
-        mutants = load()
-    except (ListError, yaml.YAMLError) as exc:
-        print(f"mutants: {MUTANTS_FILE.relative_to(REPO)}: {exc}", file=sys.stderr)
+        mutants = load(args.file)
+    except (ListError, yaml.YAMLError, OSError) as exc:
+        print(f"mutants: {args.file}: {exc}", file=sys.stderr)
         return 2
     if args.list:
         for m in mutants:
             print(f"{m.id}{'  [ci]' if m.ci else ''}\n    {m.why}\n    tests: {m.tests.describe()}")
         return 0
-    full = not (args.ci or args.only)
+    full = not (args.ci or args.only) and args.file.resolve() == MUTANTS_FILE
     if args.ci:
         mutants = [m for m in mutants if m.ci]
     elif args.only:
