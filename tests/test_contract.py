@@ -243,6 +243,9 @@ def test_third_op_failing_leaves_pod_identical(start_opa, make_hook, pod):
         ('[{"op": "add", "path": "/spec/restartPolicyy", "value": "Always"}]', 0, "unknown to the kubernetes client"),
         ('[{"op": "add", "path": "/spec/hostNetwork", "value": "false"}]', 0, "hostNetwork"),
         ('[{"op": "add", "path": "/spec/containers/0/ports/0/containerPort", "value": "80"}]', 0, "containerPort"),
+        ('[{"op": "add", "path": "/spec/priority", "value": true}]', 0, "priority"),  # a bool is no int (Python's is)
+        # The models would rewrite this timestamp (to "...500000Z" or "...500000+00:00"): not the value sent.
+        ('[{"op": "add", "path": "/metadata/creationTimestamp", "value": "2026-01-01T00:00:00.5+00:00"}]', 0, "creationTimestamp"),
         ('[{"op": "replace", "path": "", "value": []}]', 0, "no longer an object"),
     ],
 )

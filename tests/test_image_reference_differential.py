@@ -29,6 +29,30 @@ REPO = Path(__file__).resolve().parents[1]
 IMAGES_REGO = REPO / "policies" / "lib" / "images.rego"
 MIN_REFERENCES = 2_000
 
+# go-digest v1.0.0's algorithms (what distribution/reference v0.6.0 validates a digest with) and the length
+# of each one's lowercase hex. distribution/reference's own pattern lets through any algorithm name and
+# 32 or more hex digits of either case: the length, the case and the algorithm are go-digest's to judge,
+# so every algorithm is tried with every wrong length and case, not only sha256.
+DIGEST_ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+
+def wrong_lengths(algorithm: str) -> list[int]:
+    """Hex lengths go-digest refuses for ``algorithm``: the pattern's minimum and one below it, one off
+    either way, the other algorithms' lengths, twice the length."""
+    size = DIGEST_ALGORITHMS[algorithm]
+    edges = {31, 32, size - 1, size + 1, 2 * size, *DIGEST_ALGORITHMS.values()}
+    return sorted(edges - {size})
+
+
+# Every algorithm's wrong lengths and wrong cases, always included.
+WRONG_DIGESTS = [
+    *(f"{algorithm}:{'0' * length}" for algorithm in DIGEST_ALGORITHMS for length in wrong_lengths(algorithm)),
+    *(f"{algorithm}:{'A' * size}" for algorithm, size in DIGEST_ALGORITHMS.items()),
+    *(f"{algorithm}:{'a' * (size - 1)}F" for algorithm, size in DIGEST_ALGORITHMS.items()),
+    *(f"{algorithm.upper()}:{'0' * size}" for algorithm, size in DIGEST_ALGORITHMS.items()),
+]
+
+
 # Forms found by attacking the old parser, and the edges of each Go rule, always included.
 HOSTILE = [
     "Evil/x:1",
@@ -79,6 +103,8 @@ HOSTILE = [
     "x@sha512:" + "0" * 128,
     "x@md5:" + "0" * 32,
     "x@sha256:" + "0" * 64 + "\n",
+    *(f"x@{digest}" for digest in WRONG_DIGESTS),
+    *(f"registry.example.com:5000/team/x:1@{digest}" for digest in WRONG_DIGESTS),
     "x:1@sha256:" + "0" * 64,
     "x:@sha256:" + "0" * 64,
     "evil.io/" + "<" * 1000,
@@ -152,7 +178,41 @@ TAGS = st.one_of(
 )
 
 _HEX = "0123456789abcdef"
+
+
+def wrong_digests(algorithm: str | None = None) -> st.SearchStrategy[str]:
+    """Digests of a known algorithm (``algorithm``, else any) that go-digest refuses: a wrong length, or
+    the right length with uppercase hex."""
+    algorithms = [algorithm] if algorithm else sorted(DIGEST_ALGORITHMS)
+    return st.sampled_from(algorithms).flatmap(_wrong_digest)
+
+
+@st.composite
+def _wrong_digest(draw: st.DrawFn, algorithm: str) -> str:
+    size = DIGEST_ALGORITHMS[algorithm]
+    if draw(st.booleans()):  # wrong length: near the right one, anywhere from 1 to past twice it
+        length = draw(
+            st.one_of(
+                st.sampled_from(wrong_lengths(algorithm)),
+                st.integers(1, 2 * size + 8).filter(lambda n: n != size),
+            )
+        )
+        return f"{algorithm}:{draw(st.text(_HEX, min_size=length, max_size=length))}"
+    encoded = draw(st.text(_HEX, min_size=size, max_size=size))
+    at = draw(st.integers(0, size - 1))  # the right length, with uppercase hex: all of it or one digit
+    encoded = encoded.upper() if draw(st.booleans()) else encoded[:at] + "ABCDEF"[at % 6] + encoded[at + 1 :]
+    return f"{algorithm}:{encoded}"
+
+
+def is_wrong_digest(ref: str, algorithm: str) -> bool:
+    """``ref`` ends in a digest of ``algorithm`` that go-digest refuses for its length or case."""
+    found = re.search(rf"@{algorithm}:([0-9A-Fa-f]+)$", ref)
+    return found is not None and not re.fullmatch(rf"[0-9a-f]{{{DIGEST_ALGORITHMS[algorithm]}}}", found[1])
+
+
 DIGESTS = st.one_of(
+    wrong_digests(),
+    wrong_digests(),
     st.builds(lambda h: "sha256:" + h, st.text(_HEX, min_size=64, max_size=64)),
     st.builds(lambda h: "sha384:" + h, st.text(_HEX, min_size=96, max_size=96)),
     st.builds(lambda h: "sha512:" + h, st.text(_HEX, min_size=128, max_size=128)),
@@ -166,8 +226,8 @@ DIGESTS = st.one_of(
 
 
 @st.composite
-def references(draw: st.DrawFn) -> str:
-    """One reference: [host "/"] path [":" tag] ["@" digest], then perhaps mangled."""
+def names(draw: st.DrawFn) -> str:
+    """[host "/"] path [":" tag]."""
     parts = []
     if draw(st.booleans()):
         parts.append(draw(HOSTS))
@@ -175,6 +235,13 @@ def references(draw: st.DrawFn) -> str:
     ref = "/".join(parts)
     if draw(st.booleans()):
         ref += ":" + draw(TAGS)
+    return ref
+
+
+@st.composite
+def references(draw: st.DrawFn) -> str:
+    """One reference: [host "/"] path [":" tag] ["@" digest], then perhaps mangled."""
+    ref = draw(names())
     if draw(st.integers(0, 3)) == 0:
         ref += "@" + draw(DIGESTS)
     mangle = draw(st.integers(0, 14))
@@ -206,6 +273,17 @@ def generate(run: int) -> list[str]:
         collected.extend(refs)
 
     collect()
+    # Each algorithm's refused digests on their own, so that every algorithm is reached however the
+    # draws above fell (asserted in the test).
+    for algorithm in DIGEST_ALGORITHMS:
+
+        @seed(run)
+        @settings(max_examples=10, database=None, phases=[Phase.generate], deadline=None)
+        @given(st.lists(st.builds("{}@{}".format, names(), wrong_digests(algorithm)), min_size=5, max_size=5))
+        def collect_digests(refs: list[str]) -> None:
+            collected.extend(refs)
+
+        collect_digests()
     return collected
 
 
@@ -265,5 +343,13 @@ def test_rego_parses_image_references_like_distribution_reference() -> None:
     # Each fast branch of parse (and the general rule behind them) is judged on many references.
     for pattern in plain_patterns():
         assert sum(1 for ref in refs if pattern.fullmatch(ref)) >= 25, f"few references for {pattern.pattern}"
+    # Every algorithm's digests are generated at wrong lengths and cases, beyond the fixed ones in HOSTILE.
+    generated = refs[len(HOSTILE) :]
+    wrong = {
+        algorithm: sum(1 for ref in generated if is_wrong_digest(ref, algorithm)) for algorithm in DIGEST_ALGORITHMS
+    }
+    print(f"generated wrong-length or uppercase digests per algorithm: {wrong}")
+    for algorithm, found in wrong.items():
+        assert found >= 50, f"few generated wrong {algorithm} digests: {wrong}"
     print(f"{len(refs)} references ({valid} valid, {len(refs) - valid} invalid), {len(disagreements)} disagreements")
     assert not disagreements, f"seed {run}: Go and Rego disagree (ref, go, rego): {disagreements[:20]!r}"

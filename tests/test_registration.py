@@ -61,6 +61,9 @@ def test_second_registration_does_not_patch_twice(start_opa, make_hook, hook_log
     other = worker_pod("other")
     hook(other)  # a different pod is evaluated normally
     assert other.metadata.labels["applied"] == "1"
-    pod.metadata.labels["extra"] = "changed since"  # the same object, changed since: evaluated again
+    other.metadata.labels["extra"] = "changed since"  # the same object, changed right after: evaluated again
+    hook(other)
+    assert other.metadata.labels["applied"] == "2"
+    pod.metadata.labels["extra"] = "changed since"  # and after another pod came between
     hook(pod)
     assert pod.metadata.labels["applied"] == "2"

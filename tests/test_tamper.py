@@ -344,14 +344,16 @@ def test_a_newline_in_an_id_cannot_forge_a_log_line(start_opa, make_hook, hook_l
     forged = "etl\nopa_mutation mutated pod=airflow/innocent dag_id=ops_debug"
     pod.metadata.annotations["dag_id"] = forged
     pod.metadata.name = "name\rwith-cr"
-    hook = make_hook(start_opa(decision_policy('decision := {"deny": ["no"]}')))
+    # Policy messages echo what DAG authors write (names, images): their line breaks are escaped too.
+    policy = r'decision := {"deny": ["no\nopa_mutation forged"], "warn": ["w\ropa_mutation forged"]}'
+    hook = make_hook(start_opa(decision_policy(policy)))
     with pytest.raises(PodDenied):
         hook(pod)
     assert hook_log.records
     for record in hook_log.records:
         text = record.getMessage()
         assert "\n" not in text and "\r" not in text, text
-    assert "etl\\nopa_mutation" in hook_log.text
+    assert "etl\\nopa_mutation" in hook_log.text and "no\\nopa_mutation forged" in hook_log.text
 
 
 def test_dry_run_never_logs_env_values(start_opa, make_hook, hook_log, pod):

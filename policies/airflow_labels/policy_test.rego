@@ -102,3 +102,13 @@ test_a_pod_without_labels_gets_a_labels_map if {
 	d.deny == []
 	json.patch(pod, d.patch).metadata.labels == {"team": "core", "tier": "batch"}
 }
+
+# An Airflow label the pod lacks is not added either: Airflow's labels are
+# Airflow's to write (the framework would drop the op and deny the pod).
+test_an_absent_airflow_label_is_not_added if {
+	pod := json.remove(fx.worker_pod, ["metadata/labels/dag_id"])
+	config := fx.enable("airflow_labels", {"labels": {"dag_id": "spoofed", "tier": "gold"}})
+	tier := {"op": "add", "path": "/metadata/labels/tier", "value": "gold"}
+	airflow_labels.patch == {tier} with input as {"pod": pod, "airflow": fx.ke_airflow}
+		with data.airflow.pod.lib.config.user as config
+}

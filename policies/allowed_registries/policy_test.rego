@@ -141,3 +141,11 @@ test_exempt_images_exempt_image_volumes_too if {
 		`which is not from an allowed registry`,
 	])}
 }
+
+# A registry allows whole path components below it, never a longer host or
+# component that merely starts with the same text.
+test_registries_match_whole_components if {
+	images := ["quay.io.evil.example/x:1", "quay.io/acmecorp/x:1", "docker.io/apachecorp/x:1"]
+	count(allowed_registries.deny) == 3 with input as {"pod": _pod(images)}
+		with data.airflow.pod.lib.config.user as _config
+}

@@ -73,3 +73,13 @@ test_image_volumes_are_rewritten if {
 		{"op": "replace", "path": "/spec/volumes/1/image/reference", "value": "mirror.example.com/acme/model:7"},
 	}
 }
+
+# A mirror that lies under the registry it mirrors: its images are mirrored
+# already, never rewritten a second time.
+test_a_mirror_under_its_source_is_not_mirrored_again if {
+	config := fx.enable("image_registry_mirror", {"mirrors": {"registry.example.com": "registry.example.com/cache"}})
+	source := "registry.example.com/team/app:1"
+	cached := "registry.example.com/cache/team/app:1"
+	image_registry_mirror.rewrite(source) == cached with data.airflow.pod.lib.config.user as config
+	not image_registry_mirror.rewrite(cached) with data.airflow.pod.lib.config.user as config
+}
