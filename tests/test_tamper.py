@@ -359,16 +359,29 @@ def test_a_newline_in_an_id_cannot_forge_a_log_line(start_opa, make_hook, hook_l
 def test_dry_run_never_logs_env_values(start_opa, make_hook, hook_log, pod):
     pod.spec.containers[0].env.append(k8s.V1EnvVar(name="DB_PASSWORD", value="s3cr3t-from-the-dag"))
     pod.spec.containers[0].env_from = [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name="vault-token"))]
+    # every container kind: a redaction of regular containers alone would log these
+    pod.spec.init_containers = [
+        k8s.V1Container(name="init", image="busybox:1.36", env=[k8s.V1EnvVar(name="INIT_PASSWORD", value="init-s3cr3t")])
+    ]
+    pod.spec.ephemeral_containers = [
+        k8s.V1EphemeralContainer(
+            name="debug", image="busybox:1.36", env=[k8s.V1EnvVar(name="DEBUG_TOKEN", value="debug-s3cr3t")]
+        )
+    ]
     hook = make_hook(start_opa(decision_policy("""
         decision := {"patch": [
             {"op": "add", "path": "/spec/containers/0/env/-", "value": {"name": "API_KEY", "value": "injected-s3cr3t"}},
+            {"op": "add", "path": "/spec/initContainers/0/env/-", "value": {"name": "I", "value": "injected-init"}},
+            {"op": "add", "path": "/spec/ephemeralContainers/0/env/-", "value": {"name": "E", "value": "injected-eph"}},
             {"op": "add", "path": "/metadata/labels/team", "value": "data"},
         ]}
     """)), mode="dry-run")
     hook(pod)
     text = hook_log.text
     assert "would change" in text and '"team": "data"' in text
-    for secret in ("s3cr3t-from-the-dag", "injected-s3cr3t", "DB_PASSWORD", "vault-token", "API_KEY"):
+    secrets = ("s3cr3t-from-the-dag", "injected-s3cr3t", "DB_PASSWORD", "vault-token", "API_KEY")
+    others = ("init-s3cr3t", "INIT_PASSWORD", "injected-init", "debug-s3cr3t", "DEBUG_TOKEN", "injected-eph")
+    for secret in (*secrets, *others):
         assert secret not in text
     assert "<redacted: 2 entries, changed>" in text and "<redacted: 1 entries>" in text
 
