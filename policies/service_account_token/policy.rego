@@ -32,10 +32,18 @@ patch contains op if {
 	some op in ops.add_if_absent(k8s.pod, "", ["spec", "automountServiceAccountToken"], false)
 }
 
+# The API server's own token volume goes with the token (automount.rego).
+patch contains op if {
+	not opted_in
+	object.get(k8s.pod, ["spec", "automountServiceAccountToken"], null) == null
+	some op in automount_removals
+}
+
 # A token projected into a volume is mounted whatever automountServiceAccountToken says.
 deny contains msg if {
 	params.allow_projected_token != true
-	some volume in object.get(k8s.pod, ["spec", "volumes"], [])
+	some i, volume in object.get(k8s.pod, ["spec", "volumes"], [])
+	not automount_kept(i)
 	some source in volume.projected.sources
 	source.serviceAccountToken != null
 	msg := sprintf(
