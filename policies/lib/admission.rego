@@ -349,7 +349,7 @@ _listed(entries) := concat("; ", [sprintf("[%s] %s", [e.policy, e.msg]) | some e
 
 _denial := sprintf("denied by policy: %s", [_listed(deny)]) if {
 	root == ""
-} else := sprintf("the pod template (%s) is denied by policy: %s", [trim_prefix(root, "/"), _listed(deny)])
+} else := sprintf("the pod template (%s) is denied by policy: %s", [concat(".", _target.place), _listed(deny)])
 
 _warnings := [sprintf("[%s] %s", [e.policy, e.msg]) | some e in warn]
 

@@ -212,7 +212,7 @@ test_a_template_is_denied_on_its_controller if {
 		answer.response.allowed == false
 		startswith(answer.response.status.message, sprintf(
 			`the pod template (%s) is denied by policy: [deny_privileged] container "base" is privileged; `,
-			[trim_prefix(root, "/")],
+			[replace(trim_prefix(root, "/"), "/", ".")],
 		))
 	}
 }
