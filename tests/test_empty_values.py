@@ -59,6 +59,8 @@ def with_empties(pod: dict[str, Any]) -> dict[str, Any]:
         resources = container.setdefault("resources", {})
         _absent(resources, "limits", {})
         _absent(resources, "requests", {})
+        if (spec.get("os") or {}).get("name") == "windows":
+            continue  # capabilities, even empty, cannot be set on a Windows pod
         context = container.setdefault("securityContext", {})
         capabilities = context.setdefault("capabilities", {})
         _absent(capabilities, "drop", [])
