@@ -21,8 +21,8 @@ OPA is another one with the same configuration): one OPA, as one webhook URL, ju
 from __future__ import annotations
 
 import copy
-import itertools
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -34,6 +34,8 @@ import pytest
 import requests
 import yaml
 from click.testing import CliRunner
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
 
 from airflow_opa_mutation import AUDIT_ANNOTATION, MutationHook, PodDenied, Settings, pod_from_json, pod_to_json
 from airflow_opa_mutation.cli import cli
@@ -42,6 +44,7 @@ from airflow_opa_mutation.cli._local_opa import LocalOpa
 from ..conftest import POLICIES
 from ..reliability.certs import TestCA
 from ..test_empty_values import api_decoded, with_empties
+from ..test_pod_security_differential import REPLAY, SEED, hardened_pods, pods, say
 from ..test_policy_samples import SAMPLES
 from .cluster import ApiResult, ControlPlane, _warning_text
 from .conftest import REPORT
@@ -52,7 +55,6 @@ SCHEDULER = ("wh-scheduler", "airflow-scheduler")  # a trusted requester's names
 SCHEDULER_USER = f"system:serviceaccount:{SCHEDULER[0]}:{SCHEDULER[1]}"
 TRUST = {"admission": {"trusted_requesters": [{"username": SCHEDULER_USER}]}}
 WEBHOOKS = ("mutatingwebhookconfigurations", "validatingwebhookconfigurations")
-_names = itertools.count(1)
 
 
 @dataclass
@@ -430,6 +432,107 @@ def test_a_job_with_a_privileged_template_is_refused_at_create(webhook, kube_clu
     assert template["spec"]["automountServiceAccountToken"] is False
     assert template["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
     assert audit_of(template)["layer"] == "admission"  # type: ignore[index]
+
+
+# -- generated pods ----------------------------------------------------------------------------------------
+
+GENERATED = int(os.environ.get("AOM_KUBE_WEBHOOK_PODS", "1000"))
+BATCH = 25  # pods per hypothesis example
+
+
+def _created(pod: dict[str, Any]) -> dict[str, Any]:
+    pod["spec"].pop("ephemeralContainers", None)  # refused at creation: added later through the subresource
+    return pod
+
+
+# The differential's general pods (mostly refused) and its hardened ones (mostly admitted), half of them
+# with empty lists and maps written in (which the API server drops).
+generated_pods = st.one_of(pods(ephemeral=False), hardened_pods().map(_created))
+
+
+@dataclass
+class Convergence:
+    pods: int = 0
+    admitted: int = 0
+    denied: int = 0
+    invalid: int = 0  # refused by API validation both ways: the generator's pod itself is not valid
+    disagreements: list[str] = field(default_factory=list)
+
+    def disagree(self, what: str, pod: dict[str, Any], answer: Any) -> None:
+        self.disagreements.append(f"{what}: {answer}\n  pod: {json.dumps(pod, sort_keys=True)}")
+
+
+def converge(kube: ControlPlane, hook: MutationHook, namespace: str, generated: dict[str, Any], tally: Convergence):
+    """One generated pod through the hook then the webhooks, and without the hook (dry runs)."""
+    document = json.loads(json.dumps(generated))
+    document["metadata"]["namespace"] = namespace
+    kube.service_account(namespace, document["spec"].get("serviceAccount") or "default")
+    outcome = hook.evaluate(pod_from_json(document))
+    assert outcome.decision is not None, outcome.error
+    tally.pods += 1
+    direct = kube.create_pod(namespace, document, dry_run=True)
+    if outcome.decision.deny:
+        tally.denied += 1
+        expected = f"denied by policy: {listed(outcome.decision.deny)}"
+        if direct.status != 403 or not direct.message.endswith(expected):
+            tally.disagree(f"denied by the hook ({expected}), without it the server said", document, direct)
+        return
+    pod = pod_from_json(document)
+    hook(pod)
+    sent = pod_to_json(pod)
+    hooked = kube.create_pod(namespace, sent, dry_run=True)
+    warnings = [str(m) for m in outcome.decision.warn]
+    if hooked.status == 422 and direct.status == 422:
+        tally.invalid += 1
+    elif hooked.status != 201 or warnings_of(hooked) != warnings:
+        tally.disagree("allowed by the hook, then", sent, hooked)
+    elif (audit_of(hooked.body) or {}).get("layer") == "admission":
+        # every admission patch carries the record: none means the webhook changed nothing (what the server's
+        # decoding drops, "" and 0 of plain fields, a volume of a disabled feature, is no layer's doing)
+        tally.disagree("changed at admission after the hook", sent, audit_of(hooked.body))
+    elif direct.status != 201 or warnings_of(direct) != warnings:
+        tally.disagree("allowed by the hook, without it", document, direct)
+    elif comparable(direct.body) != comparable(hooked.body):
+        tally.disagree("mutated differently at admission", document, json.dumps(direct.body, sort_keys=True))
+    else:
+        tally.admitted += 1
+
+
+def test_generated_pods_are_decided_alike(webhook, library_opa, kube_cluster, request):
+    """``AOM_KUBE_WEBHOOK_PODS`` (default 1,000) pods of the PSS differential's generators (its seed,
+    ``AOM_PSS_SEED``, printed; half with empty values): after the hook, admitted unchanged with the same
+    warnings; without it, stored as the hook would have sent them, or refused with the hook's messages."""
+    webhook.configure({})
+    namespace = selected(kube_cluster, "wh-generated")
+    hook = MutationHook(Settings(url=library_opa({}).url))
+    tally = Convergence()
+    say(request, f"webhook convergence: {GENERATED} generated pods, seed {SEED} ({REPLAY})")
+    started = time.monotonic()
+
+    @seed(SEED)
+    @settings(
+        max_examples=-(-GENERATED // BATCH),
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(batch=st.lists(st.tuples(generated_pods, st.booleans()), min_size=BATCH, max_size=BATCH))
+    def run(batch: list[tuple[dict[str, Any], bool]]) -> None:
+        for generated, empties in batch:
+            converge(kube_cluster, hook, namespace, with_empties(generated) if empties else generated, tally)
+
+    try:
+        run()
+    finally:
+        hook.close()
+    REPORT["dry_run"].append(
+        f"webhook convergence: {tally.pods} generated pods (seed {SEED}), {tally.admitted} admitted alike, "
+        f"{tally.denied} denied by both, {tally.invalid} invalid both ways; {len(tally.disagreements)} disagreements; "
+        f"{time.monotonic() - started:.0f} s"
+    )
+    assert tally.disagreements == [], f"{REPLAY}\n" + "\n".join(tally.disagreements[:20])
+    assert tally.pods >= GENERATED
 
 
 # -- OPA down: refused where selected, untouched elsewhere (keep this test last: it restarts OPA) --------
