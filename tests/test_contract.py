@@ -331,6 +331,7 @@ def test_changed_pod_gets_audit_annotation_unchanged_pod_does_not(start_opa, mak
     hook(pod)
     record = json.loads(pod.metadata.annotations[AUDIT_ANNOTATION])
     assert record["policies"] == ["labels"]
+    assert record["layer"] == "hook"  # the admission webhook writes "admission"
     assert len(record["request_uid"]) == 36
     other = worker_pod("already-labelled")
     other.metadata.labels["team"] = "data"

@@ -3,6 +3,8 @@
 A pod changed by policy carries, under :data:`AUDIT_ANNOTATION`, which request and decision changed it
 and which policies (at which bundle revision) did, so the change can be traced from the pod alone: from
 ``kubectl get pod -o yaml`` back to OPA's decision log. Written only on a pod the patch really changed.
+``layer`` says who changed it: ``hook`` here; the admission webhook (policies/lib/admission.rego) writes
+``admission`` on a pod it had to change, so the pods the hook never saw stand out.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from .decision import Decision
 
 AUDIT_ANNOTATION = "airflow-opa-mutation/decision"
 
+#: The record's ``layer``: this hook (the admission webhook's records say ``admission``).
+LAYER = "hook"
+
 #: The subtree :func:`annotate` writes in; the pod's validation must check it like the patched ones.
 ANNOTATIONS_ROOT = "/metadata/annotations"
 
@@ -21,7 +26,7 @@ ANNOTATIONS_ROOT = "/metadata/annotations"
 def annotate(doc: dict[str, Any], decision: Decision, request_uid: str) -> str:
     """Write the audit record into the pod document ``doc`` (its root only is changed in place); returns
     the subtree it wrote in."""
-    record: dict[str, Any] = {"request_uid": request_uid, "policies": list(decision.policies)}
+    record: dict[str, Any] = {"layer": LAYER, "request_uid": request_uid, "policies": list(decision.policies)}
     if decision.decision_id:
         record["decision_id"] = decision.decision_id
     bundle_revision = revision(decision)

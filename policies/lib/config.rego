@@ -143,19 +143,37 @@ _clean if {
 	count(object.keys(user) - _top_keys) == 0
 	is_object(object.get(user, "policies", {}))
 	_sound_exemptions(object.get(user, "exempt", {}))
+	_sound_admission(object.get(user, "admission", {}))
+	every entry in object.get(object.get(user, "admission", {}), "trusted_requesters", []) {
+		_sound_requester(entry)
+	}
 }
 
 # _faults: [path, problem], path the keys leading to the mistake. Evaluated
 # only for a suspicious configuration: by errors, and by settings and exempt
 # to leave out what has a fault.
 
-_top_keys := {"exempt", "policies"}
+_top_keys := {"admission", "exempt", "policies"}
 
 _settings_keys := {"enabled", "params", "exempt"}
 
 _faults contains [[key], sprintf("unknown key (known: %s)", [concat(", ", sort(_top_keys))])] if {
 	some key, _ in user
 	not key in _top_keys
+}
+
+# admission (lib/admission.rego): {"trusted_requesters": [{"username": "..."}]}.
+# A malformed entry trusts nobody; it is reported so that the mistake is seen.
+_faults contains [["admission"], "must be {trusted_requesters: [...]}; unknown keys are ignored"] if {
+	admission := object.get(user, "admission", {})
+	is_object(admission)
+	not _sound_admission(admission)
+}
+
+_faults contains [["admission", "trusted_requesters", format_int(i, 10)], msg] if {
+	some i, entry in object.get(object.get(user, "admission", {}), "trusted_requesters", [])
+	not _sound_requester(entry)
+	msg := sprintf("must be {username: <exact name>}, got %s; it trusts nobody", [json.marshal(entry)])
 }
 
 _faults contains [[key], sprintf("must be an object, got %s; ignored", [json.marshal(value)])] if {
@@ -382,3 +400,17 @@ known_type(type) if count(_alternatives(type) - _base_types) == 0
 _base_types := {"boolean", "string", "number", "object", "array", "null"}
 
 _alternatives(type) := {t | some t in split(trim(trim_suffix(type, "[]"), "()"), "|")}
+
+# admission's shape (the _faults above name what is wrong).
+_sound_admission(admission) if {
+	is_object(admission)
+	object.keys(admission) - {"trusted_requesters"} == set()
+	is_array(object.get(admission, "trusted_requesters", []))
+}
+
+_sound_requester(entry) if {
+	is_object(entry)
+	object.keys(entry) == {"username"}
+	is_string(entry.username)
+	entry.username != ""
+}

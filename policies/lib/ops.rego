@@ -7,7 +7,11 @@ package airflow.pod.lib.ops
 # real disagreements on one path become conflicts.
 
 # "Present" means present and not null (Kubernetes JSON as the hook sends it
-# has no nulls).
+# has no nulls). Where a helper adds a value, an empty list or map counts as
+# absent: the API server drops empty lists and maps when it decodes a pod, so
+# an admission webhook sees `capabilities: {}` where the hook saw
+# `capabilities: {drop: []}`, and both must add the same thing.
+_absent := {null, [], {}}
 
 # escape(s): escape one JSON-pointer reference token (RFC 6901): "~" -> "~0", "/" -> "~1".
 escape(s) := s if {
@@ -53,11 +57,12 @@ parents(doc, base, path) := [{"op": "add", "path": concat("", [base, pointer(pre
 ]
 
 # add_if_absent(doc, base, path, value): set path to value unless it holds a
-# value already, creating missing parent objects first. doc is the document
-# found at pointer base ("" for the pod itself, "/spec/containers/0" for a
+# value already (an empty list or map is none, so value must not be one),
+# creating missing parent objects first. doc is the document found at pointer
+# base ("" for the pod itself, "/spec/containers/0" for a
 # container). Returns an ordered array of operations (empty when present).
 add_if_absent(doc, base, path, value) := [] if {
-	object.get(doc, path, null) != null
+	not object.get(doc, path, null) in _absent
 } else := [{"op": "add", "path": concat("", [base, pointer(path)]), "value": value}] if {
 	# the common case: the parent is there
 	object.get(doc, array.slice(path, 0, count(path) - 1), null) != null
@@ -121,7 +126,7 @@ _fill(current, base, key, desired, skip) := array.concat(fields, subs) if {
 		some field, value in desired
 		value != null
 		not field in skip
-		object.get(current, field, null) == null
+		object.get(current, field, null) in {null, []}
 	]
 	subs := [{"op": "add", "path": concat("", [prefix, escape(field), "/", escape(sub)]), "value": value} |
 		some field, wanted in desired
@@ -131,7 +136,7 @@ _fill(current, base, key, desired, skip) := array.concat(fields, subs) if {
 		is_object(present)
 		some sub, value in wanted
 		value != null
-		object.get(present, sub, null) == null
+		object.get(present, sub, null) in _absent
 	]
 }
 

@@ -103,3 +103,18 @@ test_append_to_a_non_array_replaces_nothing_silently if {
 		{"op": "add", "path": "/c/env/-", "value": {"name": "A"}},
 	]
 }
+
+# The API server drops empty lists and maps before a webhook sees the pod:
+# written or absent, the helpers add the same value.
+test_empty_values_count_as_absent if {
+	label := {"op": "add", "path": "/metadata/labels/team", "value": "x"}
+	ops.add_if_absent({"metadata": {"labels": {"team": []}}}, "", ["metadata", "labels", "team"], "x") == [label]
+	ops.add_if_absent({"metadata": {"labels": {"team": {}}}}, "", ["metadata", "labels", "team"], "x") == [label]
+	drop := {"op": "add", "path": "/c/securityContext/capabilities/drop", "value": ["ALL"]}
+	desired := {"capabilities": {"drop": ["ALL"]}}
+	ops.fill({"securityContext": {"capabilities": {"drop": []}}}, "/c", "securityContext", desired, set()) == [drop]
+	ops.fill({"securityContext": {"capabilities": {}}}, "/c", "securityContext", desired, set()) == [drop]
+	groups := {"op": "add", "path": "/spec/securityContext/supplementalGroups", "value": [1000]}
+	context := {"securityContext": {"supplementalGroups": []}}
+	ops.fill(context, "/spec", "securityContext", {"supplementalGroups": [1000]}, set()) == [groups]
+}

@@ -284,3 +284,16 @@ test_namespace_globs_in_global_exemptions_are_advised_against if {
 	cfg.digest_pinned(pinned)
 	not cfg.digest_pinned("registry.example.com/debug/tool@sha256:0123")
 }
+
+# admission.trusted_requesters (lib/admission.rego): a malformed entry
+# trusts nobody, and says so.
+test_malformed_trusted_requesters_are_errors if {
+	sound := {"admission": {"trusted_requesters": [{"username": "system:serviceaccount:airflow:airflow-scheduler"}]}}
+	cfg.errors == set() with cfg.user as sound
+	malformed := {"admission": {"trusted_requesters": [{"username": "x", "groups": []}, "y"], "z": 1}}
+	{split(e, ":")[1] | some e in cfg.errors} == {
+		" admission.trusted_requesters.0",
+		" admission.trusted_requesters.1",
+		" admission",
+	} with cfg.user as malformed
+}

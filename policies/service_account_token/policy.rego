@@ -94,17 +94,34 @@ _own_choice if {
 # An explicit value stands in these modes.
 _spec_modes := {"respect_spec", "annotation"}
 
-patch contains op if {
+# The policy turns the token off: the pod sets nothing, or (outside the
+# modes that keep an explicit value) sets anything but false.
+_turns_off if {
 	not _own_choice
+	_asked == null
+}
+
+_turns_off if {
+	not _own_choice
+	not mode in _spec_modes
+	_asked != false
+}
+
+patch contains op if {
+	_turns_off
 	_asked == null
 	some op in ops.add_if_absent(k8s.pod, "", _path, false)
 }
 
 patch contains ops.replace_op(_pointer, false) if {
-	not _own_choice
-	not mode in _spec_modes
+	_turns_off
 	_asked != null
-	_asked != false
+}
+
+# The API server's own token volume goes with the token (automount.rego).
+patch contains op if {
+	_turns_off
+	some op in automount_removals
 }
 
 # The annotation of the old default, on a pod it no longer grants a token.
@@ -127,7 +144,8 @@ warn contains msg if {
 # A token projected into a volume is mounted whatever automountServiceAccountToken says.
 deny contains msg if {
 	params.allow_projected_token != true
-	some volume in object.get(k8s.pod, ["spec", "volumes"], [])
+	some i, volume in object.get(k8s.pod, ["spec", "volumes"], [])
+	not automount_kept(i)
 	some source in volume.projected.sources
 	source.serviceAccountToken != null
 	msg := sprintf(

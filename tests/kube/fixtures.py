@@ -64,3 +64,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             write(f"samples and demo pods, {configured}: {counts}")
     for line in REPORT["dry_run"]:
         write(line)
+    if REPORT.get("webhook"):  # tests/kube/test_webhook.py: (policy, sample, empties, outcome) each
+        outcomes = collections.Counter(outcome for *_, outcome in REPORT["webhook"])
+        write("samples through hook and webhook: " + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())))

@@ -1,4 +1,4 @@
-"""``airflow-opa-mutation``: preview, verify, scan, doctor and bundle, for policy authors and operators.
+"""``airflow-opa-mutation``: preview, verify, scan, doctor, bundle and admission, for policy authors and operators.
 
 Built on **click** and **rich** (the ``cli`` extra). Why these two:
 
@@ -36,6 +36,10 @@ class _Entry(NamedTuple):
 #: Every command, imported only when it runs or its own help is shown: ``--version`` and ``--help`` import
 #: none of them (nor rich, nor the kubernetes client).
 COMMANDS: dict[str, _Entry] = {
+    "admission": _Entry(
+        "admission",
+        "Print the Kubernetes admission webhook configurations that put the policies in front of the API server.",
+    ),
     "bundle": _Entry(
         "bundle",
         "Build a signed OPA bundle of the policies (bundle build ...) or make a key pair (bundle keygen ...).",
