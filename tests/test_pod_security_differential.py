@@ -336,17 +336,21 @@ def containers(draw: st.DrawFn, name: str, ephemeral: bool = False) -> dict[str,
     return container
 
 
+# Volume sources restricted allows, then those it forbids.
+RESTRICTED_VOLUMES = [
+    {"emptyDir": {}},
+    {"configMap": {"name": "cfg"}},
+    {"secret": {"secretName": "s"}},
+    {"projected": {"sources": []}},
+    {"downwardAPI": {}},
+    {"persistentVolumeClaim": {"claimName": "c"}},
+    {"ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}},
+    {"image": {"reference": "busybox"}},
+    {"csi": {"driver": "x"}},
+]
 volume_sources = st.sampled_from(
     [
-        {"emptyDir": {}},
-        {"configMap": {"name": "cfg"}},
-        {"secret": {"secretName": "s"}},
-        {"projected": {"sources": []}},
-        {"downwardAPI": {}},
-        {"persistentVolumeClaim": {"claimName": "c"}},
-        {"ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}},
-        {"image": {"reference": "busybox"}},
-        {"csi": {"driver": "x"}},
+        *RESTRICTED_VOLUMES,
         {"hostPath": {"path": "/var/log"}},
         {"nfs": {"server": "nfs", "path": "/"}},
         {"gitRepo": {"repository": "https://example.com/r.git"}},
@@ -628,17 +632,6 @@ def hardened_pods(draw: st.DrawFn, having: str = "containers") -> dict[str, Any]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
-# Volume sources restricted allows.
-RESTRICTED_VOLUMES = [
-    {"emptyDir": {}},
-    {"configMap": {"name": "cfg"}},
-    {"secret": {"secretName": "s"}},
-    {"projected": {"sources": []}},
-    {"downwardAPI": {}},
-    {"persistentVolumeClaim": {"claimName": "c"}},
-    {"image": {"reference": "busybox"}},
-    {"csi": {"driver": "x"}},
-]
 # What an alteration may set in a container's securityContext: the fields the fast path requires or
 # whitelists, each with absent, accepted and rejected values, and fields it does not know.
 CONTEXT_ALTERATIONS: dict[str, list[Any]] = {
