@@ -179,16 +179,25 @@ def measure_row(opa: LocalOpa, containers: int, iterations: int, threads: int) -
 
 def limits_rows(opa: LocalOpa, iterations: int) -> list[dict[str, object]]:
     """Pods at the hook's limits (issue 13) against the default ``timeout`` (2 s): ``max_containers``
-    containers, and a ~1 MB pod of 24,000 volumes with one container. OPA's own evaluation time, and the
+    containers, ``max_volumes`` volumes, and a ~1 MB pod of 24,000 volumes with one container (OPA's cost
+    when asked; the hook refuses it by ``max_volumes`` before asking). OPA's own evaluation time, and the
     hook's whole call with its outcome (a pod OPA cannot decide on in time is denied, never let through)."""
     settings = Settings(url=opa.url)
     at_limit = worker_pod(settings.max_containers)
-    volumes = worker_pod(1)
     k8s = kubernetes.client
-    volumes.spec.volumes = [k8s.V1Volume(name=f"v{i}", empty_dir=k8s.V1EmptyDirVolumeSource()) for i in range(24_000)]
+
+    def with_volumes(count: int) -> kubernetes.client.V1Pod:
+        pod = worker_pod(1)
+        pod.spec.volumes = [k8s.V1Volume(name=f"v{i}", empty_dir=k8s.V1EmptyDirVolumeSource()) for i in range(count)]
+        return pod
+
     pool = urllib3.HTTPConnectionPool("127.0.0.1", opa.port, maxsize=1, retries=False)
     rows = []
-    for name, template in ((f"{settings.max_containers} containers", at_limit), ("24,000 volumes", volumes)):
+    for name, template in (
+        (f"{settings.max_containers} containers", at_limit),
+        (f"{settings.max_volumes} volumes", with_volumes(settings.max_volumes)),
+        ("24,000 volumes", with_volumes(24_000)),
+    ):
         doc = pod_to_json(template)
         request = {"uid": "bench", "version": "bench", "mode": "enforce"}
         body = _json.dumps({"input": {"pod": doc, "airflow": {}, "request": request}})
