@@ -111,17 +111,18 @@ def slow_opa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlowOpa]:
         opa.stop()
 
 
-def register(kube: ControlPlane, opa: SlowOpa, name: str, failure_policy: str) -> list[dict[str, Any]]:
-    """The command's configurations with ``--timeout-seconds 1``, selecting label ``aom-timeout=<name>``."""
+def register(kube: ControlPlane, url: str, ca_file: Path, name: str, failure_policy: str,
+             timeout: int = 1) -> list[dict[str, Any]]:
+    """The command's configurations for OPA at ``url``, named ``name``, selecting label ``aom-timeout=<name>``."""
     output = CliRunner().invoke(cli, [
-        "admission", "manifests", "--url", opa.url, "--ca-file", str(opa.ca_file), "--timeout-seconds", "1",
+        "admission", "manifests", "--url", url, "--ca-file", str(ca_file), "--timeout-seconds", str(timeout),
         "--failure-policy", failure_policy, "--namespace-label", f"aom-timeout={name}",
     ], catch_exceptions=False)
     assert output.exit_code == 0, output.output
     documents = list(yaml.safe_load_all(output.stdout))
     for document, plural in zip(documents, WEBHOOKS, strict=True):
         [webhook] = document["webhooks"]
-        assert (webhook["timeoutSeconds"], webhook["failurePolicy"]) == (1, failure_policy)
+        assert (webhook["timeoutSeconds"], webhook["failurePolicy"]) == (timeout, failure_policy)
         document["metadata"]["name"] = name  # beside test_webhook.py's configurations
         created = kube.request("POST", f"/apis/admissionregistration.k8s.io/v1/{plural}", document)
         assert created.status == 201, created
@@ -156,7 +157,7 @@ def configured(kube_cluster: ControlPlane, slow_opa: SlowOpa, request: pytest.Fi
     """Register configurations for the test's failure policy; yield a selected namespace, judged, relay slow."""
     policy = request.param
     name = f"aom-timeout-{policy.lower()}"
-    register(kube_cluster, slow_opa, name, policy)
+    register(kube_cluster, slow_opa.url, slow_opa.ca_file, name, policy)
     try:
         selected = namespace(kube_cluster, name, name)
         wait_until_judged(kube_cluster, selected)
