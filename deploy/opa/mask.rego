@@ -6,6 +6,10 @@
 # and applies each mask it returns: a JSON pointer is erased (the event lists it under "erased"),
 # an {"op": "upsert", "path": ..., "value": ...} replaces what is there (listed under "masked").
 #
+# The pods are the hook's input.pod and, for the admission webhooks (policies/lib/admission.rego, whose
+# input is the AdmissionReview), the review's object and oldObject and the pod templates they carry;
+# the webhook's base64 patch is erased whole when it could hold a secret.
+#
 # Masked, in every container, init container and ephemeral container:
 # - every env var value (erased);
 # - every HTTP header value of probes and lifecycle hooks, whatever the header's name (erased);
@@ -64,26 +68,29 @@ redacted := "<redacted>"
 # description: JSON pointers OPA erases, and upserts it applies, to each decision-log event.
 # entrypoint: true
 # scope: document
-mask contains sprintf("/input/pod/spec/%s/%d/env/%d/value", [kind, i, j]) if {
+mask contains sprintf("%s/spec/%s/%d/env/%d/value", [at, kind, i, j]) if {
+	some [at, pod] in pods
 	some kind in container_kinds
-	some i, container in input.input.pod.spec[kind]
+	some i, container in pod.spec[kind]
 	some j, env in container.env
 	is_string(env.value)
 }
 
 # Header values of HTTP probes: Authorization, X-Api-Key, Cookie, ... all go.
-mask contains sprintf("/input/pod/spec/%s/%d/%s/httpGet/httpHeaders/%d/value", [kind, i, probe, j]) if {
+mask contains sprintf("%s/spec/%s/%d/%s/httpGet/httpHeaders/%d/value", [at, kind, i, probe, j]) if {
+	some [at, pod] in pods
 	some kind in container_kinds
-	some i, container in input.input.pod.spec[kind]
+	some i, container in pod.spec[kind]
 	some probe in probe_kinds
 	some j, header in container[probe].httpGet.httpHeaders
 	"value" in object.keys(header)
 }
 
 # Header values of lifecycle hooks.
-mask contains sprintf("/input/pod/spec/%s/%d/lifecycle/%s/httpGet/httpHeaders/%d/value", [kind, i, hook, j]) if {
+mask contains sprintf("%s/spec/%s/%d/lifecycle/%s/httpGet/httpHeaders/%d/value", [at, kind, i, hook, j]) if {
+	some [at, pod] in pods
 	some kind in container_kinds
-	some i, container in input.input.pod.spec[kind]
+	some i, container in pod.spec[kind]
 	some hook in lifecycle_hooks
 	some j, header in container.lifecycle[hook].httpGet.httpHeaders
 	"value" in object.keys(header)
@@ -91,34 +98,45 @@ mask contains sprintf("/input/pod/spec/%s/%d/lifecycle/%s/httpGet/httpHeaders/%d
 
 # Secret flags' values in command and args of containers ...
 mask contains upsert if {
+	some [at, pod] in pods
 	some kind in container_kinds
-	some i, container in input.input.pod.spec[kind]
-	some upsert in program_masks(sprintf("/input/pod/spec/%s/%d", [kind, i]), container)
+	some i, container in pod.spec[kind]
+	some upsert in program_masks(sprintf("%s/spec/%s/%d", [at, kind, i]), container)
 }
 
 # ... of their exec probes ...
 mask contains upsert if {
+	some [at, pod] in pods
 	some kind in container_kinds
-	some i, container in input.input.pod.spec[kind]
+	some i, container in pod.spec[kind]
 	some probe in probe_kinds
-	some upsert in program_masks(sprintf("/input/pod/spec/%s/%d/%s/exec", [kind, i, probe]), container[probe].exec)
+	some upsert in program_masks(sprintf("%s/spec/%s/%d/%s/exec", [at, kind, i, probe]), container[probe].exec)
 }
 
 # ... and of their exec hooks.
 mask contains upsert if {
+	some [at, pod] in pods
 	some kind in container_kinds
-	some i, container in input.input.pod.spec[kind]
+	some i, container in pod.spec[kind]
 	some hook in lifecycle_hooks
 	program := container.lifecycle[hook].exec
-	some upsert in program_masks(sprintf("/input/pod/spec/%s/%d/lifecycle/%s/exec", [kind, i, hook]), program)
+	some upsert in program_masks(sprintf("%s/spec/%s/%d/lifecycle/%s/exec", [at, kind, i, hook]), program)
 }
 
 # Annotations holding a credential: the whole object, with those values redacted.
-mask contains {"op": "upsert", "path": "/input/pod/metadata/annotations", "value": masked} if {
-	annotations := input.input.pod.metadata.annotations
+mask contains {"op": "upsert", "path": concat("", [at, "/metadata/annotations"]), "value": masked} if {
+	some [at, pod] in pods
+	annotations := pod.metadata.annotations
 	suspect_annotations(annotations)
 	masked := masked_annotations(annotations)
 	masked != annotations
+}
+
+# An admission webhook's answer (policies/lib/admission.rego) carries its patch as base64 JSON, which OPA
+# cannot mask in part: erased whole when it writes into an env list, a secret-looking value or a header.
+mask contains "/result/response/patch" if {
+	some op in json.unmarshal(base64.decode(input.result.response.patch))
+	admission_patch_secret(op)
 }
 
 # Values the decision's patch writes into an env list.
@@ -194,6 +212,36 @@ mask contains {"op": "upsert", "path": sprintf("/result/patch/%d/value", [i]), "
 	key := replace(replace(substring(op.path, 22, -1), "~1", "/"), "~0", "~")
 	credential(key, op.value)
 }
+
+# Where the event holds pods, as [JSON pointer, pod]: the hook's input.pod; in an admission review, the
+# object and oldObject (a pod, or a workload with its annotations) and the pod template a workload carries.
+pods contains ["/input/pod", input.input.pod]
+
+pods contains [sprintf("/input/request/%s", [side]), review] if {
+	some side in review_sides
+	review := input.input.request[side]
+}
+
+pods contains [sprintf("/input/request/%s/spec/template", [side]), template] if {
+	some side in review_sides
+	template := input.input.request[side].spec.template
+}
+
+pods contains [sprintf("/input/request/%s/spec/jobTemplate/spec/template", [side]), template] if {
+	some side in review_sides
+	template := input.input.request[side].spec.jobTemplate.spec.template
+}
+
+review_sides := ["object", "oldObject"]
+
+admission_patch_secret(op) if regex.match(`/(containers|initContainers|ephemeralContainers)/[^/]+/env(/|$)`, op.path)
+
+admission_patch_secret(op) if {
+	walk(op.value, [path, leaf])
+	secret_leaf(path, leaf)
+}
+
+admission_patch_secret(op) if regex.match(concat("|", [secret_key, "bearer", "basic"]), json.marshal(op.value))
 
 # [..., "env", j, "value"]: an env var's value.
 secret_leaf(path, leaf) if {

@@ -289,3 +289,51 @@ test_a_secret_annotation_key_in_the_op_path_alone if {
 	]}}
 	masked == {upsert("/result/patch/0/value", "<redacted>")}
 }
+
+# -- an admission webhook's event (policies/lib/admission.rego): the AdmissionReview is the input --------
+
+job_pod := {"spec": {"containers": [{"name": "c", "args": ["--token", "t0k"], "env": [{"name": "P", "value": "x"}]}]}}
+
+review_event := {
+	"input": {"request": {
+		"object": object.union(pod, {"metadata": {"annotations": {"webhook/creds": "Bearer abc"}}}),
+		"oldObject": {"metadata": {}, "spec": {"jobTemplate": {"spec": {"template": job_pod}}}},
+	}},
+	"result": {"response": {"patch": base64.encode(json.marshal([{
+		"op": "add", "path": "/spec/containers/0/env/-",
+		"value": {"name": "INJECTED", "value": "s3cret"},
+	}]))}},
+}
+
+test_an_admission_reviews_pods_and_templates_are_masked_like_the_hooks if {
+	masked := log.mask with input as review_event
+	"/input/request/object/spec/containers/0/env/0/value" in masked
+	"/input/request/object/spec/initContainers/0/env/0/value" in masked
+	"/input/request/object/spec/containers/0/livenessProbe/httpGet/httpHeaders/1/value" in masked
+	annotations := {"webhook/creds": "<redacted>"}
+	{"op": "upsert", "path": "/input/request/object/metadata/annotations", "value": annotations} in masked
+	"/input/request/oldObject/spec/jobTemplate/spec/template/spec/containers/0/env/0/value" in masked
+	{
+		"op": "upsert",
+		"path": "/input/request/oldObject/spec/jobTemplate/spec/template/spec/containers/0/args/1",
+		"value": "<redacted>",
+	} in masked
+	"/result/response/patch" in masked
+}
+
+test_a_deployments_template_is_masked if {
+	event := {"input": {"request": {"object": {"spec": {"template": job_pod}}}}}
+	masked := log.mask with input as event
+	"/input/request/object/spec/template/spec/containers/0/env/0/value" in masked
+}
+
+patch(ops) := {"input": {"request": {}}, "result": {"response": {"patch": base64.encode(json.marshal(ops))}}}
+
+test_an_admission_patch_is_kept_unless_it_could_hold_a_secret if {
+	harmless := [{"op": "add", "path": "/metadata/labels/team", "value": "data"}, {"op": "remove", "path": "/x"}]
+	count(log.mask) == 0 with input as patch(harmless)
+	sidecar_op := {"op": "add", "path": "/spec/template/spec/initContainers/-", "value": sidecar}
+	"/result/response/patch" in log.mask with input as patch([sidecar_op])
+	flag_op := {"op": "add", "path": "/spec/containers/0/args/-", "value": "--password=x"}
+	"/result/response/patch" in log.mask with input as patch([flag_op])
+}
