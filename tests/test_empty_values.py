@@ -50,7 +50,9 @@ def with_empties(pod: dict[str, Any]) -> dict[str, Any]:
     for key in ("tolerations", "volumes", "imagePullSecrets", "initContainers"):
         _absent(spec, key, [])
     _absent(spec, "nodeSelector", {})
-    if isinstance(spec.get("securityContext"), dict):
+    windows = (spec.get("os") or {}).get("name") == "windows"
+    if isinstance(spec.get("securityContext"), dict) and not windows:
+        # on a Windows pod validation refuses these even empty ("cannot be set for a windows pod")
         _absent(spec["securityContext"], "supplementalGroups", [])
         _absent(spec["securityContext"], "sysctls", [])
     for container in [*spec.get("containers", []), *spec.get("initContainers", [])]:
@@ -59,7 +61,7 @@ def with_empties(pod: dict[str, Any]) -> dict[str, Any]:
         resources = container.setdefault("resources", {})
         _absent(resources, "limits", {})
         _absent(resources, "requests", {})
-        if (spec.get("os") or {}).get("name") == "windows":
+        if windows:
             continue  # capabilities, even empty, cannot be set on a Windows pod
         context = container.setdefault("securityContext", {})
         capabilities = context.setdefault("capabilities", {})
