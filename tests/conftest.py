@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"
 
 # The real control plane's fixtures (``kube_cluster``, ``kube_namespace``): one per session, for tests/kube
-# and tests/airflow alike.
-pytest_plugins = ["tests.kube.fixtures"]
+# and tests/airflow alike; the admission webhooks registered in it (``webhook``, one per module using it).
+pytest_plugins = ["tests.kube.fixtures", "tests.kube.webhook"]
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -157,6 +157,34 @@ class Run:
     events: list[tuple[str, str, str]]  # the metadata DB's event log: (event, task_id, extra)
 
 
+def prepare_home(home: Path, kube_cluster: ControlPlane, opa_url: str, template_file: Path,
+                 dags: dict[str, str], executor_namespace: str, local_settings: str) -> dict[str, str]:
+    """Write ``dags`` (file stem -> source) and ``airflow_local_settings.py`` into the AIRFLOW_HOME ``home``;
+    the environment pointing Airflow at the control plane (the executor at ``executor_namespace``) and OPA."""
+    folder = home / "dags"
+    folder.mkdir()
+    for stem, source in dags.items():
+        (folder / f"{stem}.py").write_text(source)
+    (home / "config").mkdir()
+    (home / "config" / "airflow_local_settings.py").write_text(local_settings)
+    env = airflow_env(
+        home,
+        AIRFLOW__CORE__EXECUTOR="KubernetesExecutor",
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(folder),
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+        AIRFLOW__KUBERNETES_EXECUTOR__IN_CLUSTER="False",
+        AIRFLOW__KUBERNETES_EXECUTOR__CONFIG_FILE=str(kube_cluster.kubeconfig),
+        AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE=executor_namespace,
+        AIRFLOW__KUBERNETES_EXECUTOR__POD_TEMPLATE_FILE=str(template_file),
+        AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_REPOSITORY="apache/airflow",
+        AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_TAG="3.3.2",
+        AIRFLOW__OPA_MUTATION__URL=opa_url,
+    )
+    env.pop("KUBECONFIG", None)  # only the configured kubeconfig may be used
+    return env
+
+
 @pytest.fixture(scope="module")
 def airflow_home(tmp_path_factory: pytest.TempPathFactory, kube_cluster: ControlPlane, library_opa: Any,
                  template_file: Path) -> tuple[Path, dict[str, str]]:
@@ -165,27 +193,10 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory, kube_cluster: Control
     kube_cluster.service_account(EXECUTOR_NS, WORKER_SA)
     kube_cluster.namespace(KPO_NS, enforce="baseline")
     home = tmp_path_factory.mktemp("airflow-kube-home")
-    dags = home / "dags"
-    dags.mkdir()
-    (dags / "executor_e2e.py").write_text(EXECUTOR_DAG)
-    (dags / "kpo_e2e.py").write_text(KPO_DAG.format(namespace=KPO_NS, kubeconfig=str(kube_cluster.kubeconfig)))
-    (home / "config").mkdir()
-    (home / "config" / "airflow_local_settings.py").write_text(RECORDING_LOCAL_SETTINGS)
-    env = airflow_env(
-        home,
-        AIRFLOW__CORE__EXECUTOR="KubernetesExecutor",
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
-        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
-        AIRFLOW__KUBERNETES_EXECUTOR__IN_CLUSTER="False",
-        AIRFLOW__KUBERNETES_EXECUTOR__CONFIG_FILE=str(kube_cluster.kubeconfig),
-        AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE=EXECUTOR_NS,
-        AIRFLOW__KUBERNETES_EXECUTOR__POD_TEMPLATE_FILE=str(template_file),
-        AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_REPOSITORY="apache/airflow",
-        AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_TAG="3.3.2",
-        AIRFLOW__OPA_MUTATION__URL=library_opa.url,
-    )
-    env.pop("KUBECONFIG", None)  # only the configured kubeconfig may be used
+    dags = {"executor_e2e": EXECUTOR_DAG,
+            "kpo_e2e": KPO_DAG.format(namespace=KPO_NS, kubeconfig=str(kube_cluster.kubeconfig))}
+    env = prepare_home(home, kube_cluster, library_opa.url, template_file, dags, EXECUTOR_NS,
+                       RECORDING_LOCAL_SETTINGS)
     return home, env
 
 
@@ -210,12 +221,9 @@ def _task_states(database: Path, dag_id: str) -> dict[str, str]:
     return dict(_query(database, "SELECT task_id, state FROM task_instance WHERE dag_id = ?", dag_id))
 
 
-@pytest.fixture(scope="module")
-def executor_run(airflow_home: tuple[Path, dict[str, str]], kpo_run: dict[str, Any],
-                 kube_cluster: ControlPlane) -> Run:
-    """``airflow scheduler`` until the worker pod of ``load`` is stored and ``escalate`` has failed, then
-    killed. ``kpo_run`` migrated the DB first."""
-    home, env = airflow_home
+def run_scheduler(home: Path, env: dict[str, str], kube_cluster: ControlPlane, namespace: str, dag_id: str) -> Run:
+    """``airflow scheduler`` until the worker pod of ``load`` is stored in ``namespace`` and ``escalate`` has
+    failed (the DAG ``dag_id``: EXECUTOR_DAG's two tasks), then killed. The DB must be migrated already."""
     log = home / "scheduler.log"
     started = time.monotonic()
     with log.open("wb") as out:
@@ -230,8 +238,8 @@ def executor_run(airflow_home: tuple[Path, dict[str, str]], kpo_run: dict[str, A
         states: dict[str, str] = {}
         pods: list[dict[str, Any]] = []
         while time.monotonic() < deadline and scheduler.poll() is None:
-            states = _task_states(home / "airflow.db", "executor_e2e")
-            pods = kube_cluster.list_pods(EXECUTOR_NS)
+            states = _task_states(home / "airflow.db", dag_id)
+            pods = kube_cluster.list_pods(namespace)
             if states.get("escalate") == "failed" and pods:
                 break
             time.sleep(1)
@@ -248,11 +256,18 @@ def executor_run(airflow_home: tuple[Path, dict[str, str]], kpo_run: dict[str, A
         f"log tail:\n{output[-6000:]}"
     )
     database = home / "airflow.db"
-    events = _query(database, "SELECT event, task_id, extra FROM log WHERE dag_id = ?", "executor_e2e")
-    run = Run(_task_states(database, "executor_e2e"), kube_cluster.list_pods(EXECUTOR_NS), output, seconds,
-              [tuple(event) for event in events])
+    events = _query(database, "SELECT event, task_id, extra FROM log WHERE dag_id = ?", dag_id)
+    return Run(_task_states(database, dag_id), kube_cluster.list_pods(namespace), output, seconds,
+               [tuple(event) for event in events])
+
+
+@pytest.fixture(scope="module")
+def executor_run(airflow_home: tuple[Path, dict[str, str]], kpo_run: dict[str, Any],
+                 kube_cluster: ControlPlane) -> Run:
+    """The scheduler on EXECUTOR_DAG; ``kpo_run`` migrated the DB first."""
+    run = run_scheduler(*airflow_home, kube_cluster, EXECUTOR_NS, "executor_e2e")
     REPORT.setdefault("airflow", []).append(
-        f"KubernetesExecutor: scheduler start to worker pod stored {seconds:.0f} s, "
+        f"KubernetesExecutor: scheduler start to worker pod stored {run.seconds:.0f} s, "
         f"pods created {len(run.pods)} of 2 (one denied)"
     )
     return run
