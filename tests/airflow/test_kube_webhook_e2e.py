@@ -12,6 +12,10 @@ home for the module (``airflow db migrate`` is its main cost) and one ``dag.test
   audit record naming the ``admission`` layer), as the hook would have mutated it (``transform``, the same
   operator with the hook, is the reference); the privileged one is refused with the policy's message,
   which is the task's failure.
+- ``exempted_escalate``: a privileged KubernetesPodOperator the configuration exempts by its ids
+  (``EXEMPT``, in both layers' OPA): the hook, which trusts the ids the running task confirms, lets it
+  through; the webhook takes the same ids from the pod's labels, untrusted for a requester the
+  configuration does not trust, and refuses it. The two layers decide differently here by design.
 - ``job_escalate``: a KubernetesJobOperator whose ``full_job_spec`` (merged after the hook) adds a privileged
   init container: refused at Job create; the Job never exists.
 - The KubernetesExecutor: the real scheduler creates its worker pod in a selected namespace and the webhook
@@ -32,7 +36,9 @@ from typing import Any
 import pytest
 
 from airflow_opa_mutation import AUDIT_ANNOTATION
+from airflow_opa_mutation.cli._local_opa import LocalOpa
 
+from ..conftest import POLICIES
 from ..kube.cluster import ControlPlane
 from ..kube.fixtures import REPORT
 from ..kube.test_admission import differences
@@ -53,6 +59,9 @@ pytestmark = pytest.mark.airflow
 EXECUTOR_NS = "wh-airflow-executor"
 KPO_NS = "wh-airflow-kpo"
 EXECUTOR_DAG_ID = "executor_webhook"
+
+#: The configuration of both layers: one task of the KPO DAG exempt from every policy, by its ids.
+EXEMPT = {"exempt": {"kpo-exempted": {"dag_id": "kpo_webhook", "task_id": "exempted_escalate"}}}
 
 #: Records every pod after all the hooks, in ``$AIRFLOW_HOME/sent-pods.jsonl``: (process, pod as JSON).
 RECORDING_LOCAL_SETTINGS = '''
@@ -124,6 +133,8 @@ POD = dict(image="ghcr.io/example/dbt:1.8.2", cmds=["dbt"], arguments=["run"], l
 with DAG("kpo_webhook", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
     KubernetesPodOperator(task_id="transform", name="dbt-run", **POD)
     UnhookedPodOperator(task_id="unhooked_transform", name="dbt-run", **POD)
+    KubernetesPodOperator(task_id="exempted_escalate", name="dbt-root", container_security_context={{"privileged": True}},
+                          **POD)
     UnhookedPodOperator(task_id="unhooked_escalate", name="dbt-root", container_security_context={{"privileged": True}},
                         **POD)
     KubernetesJobOperator(task_id="job_escalate", name="load", image="ghcr.io/example/loader:2.1", cmds=["load"],
@@ -151,10 +162,20 @@ _PRIVILEGED = '[deny_privileged] container "base" is privileged'
 
 
 @pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory, kube_cluster: ControlPlane, library_opa: Any,
+def hook_opa(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The hook's OPA: policies/ with EXEMPT."""
+    config = tmp_path_factory.mktemp("hook-config") / "config.json"
+    config.write_text(json.dumps({"airflow": {"pod": {"config": EXEMPT}}}))
+    opa = LocalOpa([POLICIES, config]).start()
+    yield opa
+    opa.stop()
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory, kube_cluster: ControlPlane, hook_opa: LocalOpa,
                  template_file: Path, webhook: Webhook) -> tuple[Path, dict[str, str]]:
-    """The webhooks registered (shipped configuration), both namespaces selected, an AIRFLOW_HOME with both DAGs."""
-    webhook.configure({})
+    """The webhooks registered (EXEMPT), both namespaces selected, an AIRFLOW_HOME with both DAGs."""
+    webhook.configure(EXEMPT)
     selected(kube_cluster, EXECUTOR_NS)
     kube_cluster.service_account(EXECUTOR_NS, WORKER_SA)
     selected(kube_cluster, KPO_NS)
@@ -163,7 +184,7 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory, kube_cluster: Control
         EXECUTOR_DAG_ID: EXECUTOR_DAG.replace("executor_e2e", EXECUTOR_DAG_ID),
         "kpo_webhook": KPO_DAG.format(namespace=KPO_NS, kubeconfig=str(kube_cluster.kubeconfig)),
     }
-    env = prepare_home(home, kube_cluster, library_opa.url, template_file, dags, EXECUTOR_NS,
+    env = prepare_home(home, kube_cluster, hook_opa.url, template_file, dags, EXECUTOR_NS,
                        RECORDING_LOCAL_SETTINGS)
     return home, env
 
@@ -190,8 +211,8 @@ def kpo_run(airflow_home: tuple[Path, dict[str, str]], kube_cluster: ControlPlan
                       if r["pod"]["metadata"]["labels"].get("dag_id") == "kpo_webhook"}
     result["failures"] = failures(home)
     REPORT.setdefault("airflow", []).append(
-        f"with the webhook: db migrate + dag.test() of 4 operators {result['_seconds']:.0f} s, "
-        f"pods stored {len(result['pods'])} of 3 (one refused at admission), Job refused at admission"
+        f"with the webhook: db migrate + dag.test() of 5 operators {result['_seconds']:.0f} s, "
+        f"pods stored {len(result['pods'])} of 4 (two refused at admission), Job refused at admission"
     )
     return result
 
@@ -248,6 +269,18 @@ def test_a_privileged_pod_built_without_the_hook_is_refused_and_the_task_fails_w
     assert message.startswith(f"{_DENIED}denied by policy: {_PRIVILEGED}"), message
 
 
+def test_an_exemption_the_hook_grants_a_running_task_is_not_granted_at_admission(kpo_run: dict[str, Any]):
+    """The one case where the layers disagree, by design: the webhook cannot tell the task's process from
+    any other holder of its credentials, so ids in labels buy nothing (docs/threat-model.md)."""
+    sent = kpo_run["sent"]["exempted_escalate"]
+    assert sent["spec"]["containers"][0]["securityContext"] == {"privileged": True}  # exempt: the hook let it be
+    assert AUDIT_ANNOTATION not in (sent["metadata"].get("annotations") or {})
+    assert "exempted_escalate" not in kpo_run["pods"]
+    kind, status, message = kpo_run["failures"]["exempted_escalate"]
+    assert (kind, status) == ("ForbiddenException", 403)
+    assert message.startswith(f"{_DENIED}denied by policy: {_PRIVILEGED}"), message
+
+
 def test_a_job_whose_full_job_spec_adds_a_privileged_container_is_refused_at_create(
         kpo_run: dict[str, Any], kube_cluster: ControlPlane):
     # the hook judged (and hardened) the operator's pod template, which has no init container ...
@@ -261,7 +294,7 @@ def test_a_job_whose_full_job_spec_adds_a_privileged_container_is_refused_at_cre
                               '[deny_privileged] initContainer "setup" is privileged'), message
     jobs = kube_cluster.request("GET", f"/apis/batch/v1/namespaces/{KPO_NS}/jobs")
     assert jobs.ok and jobs.body["items"] == [], jobs
-    assert set(kpo_run["pods"]) == {"transform", "unhooked_transform"}  # nothing of the denied operators
+    assert set(kpo_run["pods"]) == {"transform", "unhooked_transform"}  # nothing of the refused operators
 
 
 def test_a_pod_the_hook_mutated_is_admitted_unchanged(kpo_run: dict[str, Any]):
