@@ -31,11 +31,11 @@ def chromium() -> str:
     return binary
 
 
-def _run(page: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(page: Path, *args: str, fragment: str = "") -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory(prefix="aom-chromium-") as profile:
         return subprocess.run(
             [chromium(), "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",
-             "--enable-logging=stderr", "--v=0", *args, page.resolve().as_uri()],
+             "--enable-logging=stderr", "--v=0", *args, page.resolve().as_uri() + fragment],
             capture_output=True, text=True, timeout=120, check=True,
         )
 
@@ -46,15 +46,15 @@ class Rendered:
     console: list[str]  #: every console message (log, error, uncaught exception, CSP violation)
 
 
-def render(page: Path) -> Rendered:
-    result = _run(page, "--dump-dom")
+def render(page: Path, fragment: str = "") -> Rendered:
+    result = _run(page, "--dump-dom", fragment=fragment)
     console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
     return Rendered(result.stdout, console)
 
 
-def screenshot(page: Path, out: Path, width: int = 1280, height: int = 1400) -> Path:
+def screenshot(page: Path, out: Path, width: int = 1280, height: int = 1400, fragment: str = "") -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    _run(page, f"--screenshot={out.resolve()}", f"--window-size={width},{height}", "--hide-scrollbars")
+    _run(page, f"--screenshot={out.resolve()}", f"--window-size={width},{height}", "--hide-scrollbars", fragment=fragment)
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, f"{out} is not a rendered PNG"
     return out

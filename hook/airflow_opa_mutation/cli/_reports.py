@@ -171,6 +171,12 @@ _JS = """
     shown.textContent=n+' of '+tasks.length+' pods shown';
   }
   search.addEventListener('input',apply);status.addEventListener('change',apply);
+  var expand=document.getElementById('expand');
+  function setOpen(open){tasks.forEach(function(t){t.open=open;});expand.textContent=open?'collapse all':'expand all';}
+  expand.addEventListener('click',function(){setOpen(expand.textContent==='expand all');});
+  // Links into the report: #expand-all opens every pod, #q=WORDS fills the filter (a value, never markup).
+  if(location.hash==='#expand-all'){setOpen(true);}
+  if(location.hash.indexOf('#q=')===0){search.value=decodeURIComponent(location.hash.slice(3));}
   // What the page shows, counted again from its rows: a check that the numbers agree (read by the tests).
   var counted={};
   tasks.forEach(function(t){var s=t.getAttribute('data-status');counted[s]=(counted[s]||0)+1;});
@@ -259,10 +265,18 @@ def _task_html(task: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _dag_html(dag_id: str, tasks: list[Mapping[str, Any]], dag_files: Mapping[str, str]) -> str:
+def _relative(path: str, folder: str) -> str:
+    """A DAG file as the reviewer knows it: relative to the scanned folder when it is inside."""
+    try:
+        return Path(path).resolve().relative_to(Path(folder).resolve()).as_posix()
+    except (ValueError, OSError):
+        return path
+
+
+def _dag_html(dag_id: str, tasks: list[Mapping[str, Any]], dag_files: Mapping[str, str], folder: str) -> str:
     by_status = Counter(t["status"] for t in tasks)
     summary = ", ".join(f"{by_status[s]} {s}" for s in STATUSES if by_status[s])
-    where = f' <span class="sub id">{_e(dag_files[dag_id])}</span>' if dag_id in dag_files else ""
+    where = f' <span class="sub id">{_e(_relative(dag_files[dag_id], folder))}</span>' if dag_id in dag_files else ""
     rows = "".join(_task_html(t) for t in tasks)
     return (
         f'<section class="dag"><h2><span class="id">{_e(dag_id)}</span>{where}'
@@ -311,8 +325,9 @@ def html_report(document: Mapping[str, Any], dag_files: Mapping[str, str] | None
 <h2>Pods</h2>
 <div class="controls"><input type="search" id="filter" placeholder="filter: dag, task, policy, message"
  aria-label="filter"><select id="status" aria-label="verdict"><option value="">every verdict</option>
-<option value="failing">denied, failed or error</option>{options}</select><span id="shown" class="small"></span></div>
-{"".join(_dag_html(dag_id, by_dag[dag_id], dag_files) for dag_id in sorted(by_dag))}
+<option value="failing">denied, failed or error</option>{options}</select>
+<button type="button" id="expand">expand all</button><span id="shown" class="small"></span></div>
+{"".join(_dag_html(dag_id, by_dag[dag_id], dag_files, document["dags_folder"]) for dag_id in sorted(by_dag))}
 <pre id="self-check" hidden></pre>
 </main>"""
     csp = (
