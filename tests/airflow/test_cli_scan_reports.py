@@ -40,7 +40,9 @@ def reports(library_opa, tmp_path_factory):
     html_run = scan(*common, "-o", "html", "--report", str(out / "scan.html"), "--color", "never")
     junit_run = scan(*common, "-o", "junit")
     sarif_run = scan(*common, "-o", "sarif", "--report", str(out / "scan.sarif"))
-    return {"json": document, "html": html_run, "junit": junit_run, "sarif": sarif_run, "dir": out}
+    json_run = scan(*common, "-o", "json", "--report", str(out / "scan.json"))
+    return {"json": document, "html": html_run, "junit": junit_run, "sarif": sarif_run, "json_file": json_run,
+            "dir": out}
 
 
 def expected_policy_counts(document):
@@ -141,6 +143,17 @@ def test_sarif_report_matches_the_schema_and_the_json(reports):
     assert dag_file.resolve() == (DAGS / "kpo_tasks.py").resolve()
     line = dag_file.read_text().splitlines()[location["region"]["startLine"] - 1]
     assert 'task_id="privileged"' in line
+
+
+def test_json_report_file_is_the_json_document(reports):
+    """--output json is unchanged; with --report the same document goes to the file, the text to stdout."""
+    document, run = reports["json"], reports["json_file"]
+    written = json.loads((reports["dir"] / "scan.json").read_text(encoding="utf-8"))
+    assert run.exit_code == 1 and "2 DAG(s), 15 pod(s)" in run.stdout
+    assert set(written) == set(document) and written["summary"] == document["summary"]
+    assert [(t["dag_id"], t["task_id"], t["launcher"], t["map_index"], t["status"], t["deny"]) for t in written["tasks"]] == [
+        (t["dag_id"], t["task_id"], t["launcher"], t["map_index"], t["status"], t["deny"]) for t in document["tasks"]]
+    assert "exemptions" not in document["tasks"][0]  # the reports add them, the JSON schema's rows stay as they were
 
 
 def test_report_needs_a_document_format(library_opa, tmp_path):

@@ -385,11 +385,19 @@ def scan(  # noqa: PLR0917 - one parameter per click option
         emit_document("scan", code, members)
         raise click.exceptions.Exit(code)
     if document_format != "text":
+        if document_format != "json":  # the reports show the exemptions a decision applied, where it says
+            members["tasks"] = [_with_exemptions(task, row) for task, row in zip(members["tasks"], rows, strict=True)]
         _write_report(document_format, report_file, code, members, _dag_files(dagbag))
         if report_file is None:
             raise click.exceptions.Exit(code)
     _render(output, dags_folder, rows, import_errors, len(dagbag.dags))
     raise click.exceptions.Exit(code)
+
+
+def _with_exemptions(task: dict[str, Any], row: TaskPod) -> dict[str, Any]:
+    decision = row.outcome.decision if row.outcome else None
+    exemptions = getattr(decision, "exemptions", None)  # decisions that carry them (policies' exemptions)
+    return {**task, "exemptions": list(exemptions)} if exemptions and "exemptions" not in task else task
 
 
 def _dag_files(dagbag: Any) -> dict[str, str]:
