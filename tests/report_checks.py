@@ -1,5 +1,5 @@
 """Checks for `scan`'s reports: a real headless Chromium for the HTML page, and JUnit XML against the
-vendored XSD (tests/schemas/).
+JUnit XSD (scripts/install-schemas).
 
 Chromium is Debian's chromium-headless-shell, installed by scripts/install-chromium (part of
 scripts/install-tools) into .tools/bin; ``AOM_CHROMIUM_BIN`` overrides it. Driven through its command line
@@ -20,7 +20,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS = Path(__file__).resolve().parent / "schemas"
+#: The JUnit XSD and the SARIF schema, from published packages (scripts/install-schemas).
+_SCHEMAS = Path(os.environ.get("AOM_SCHEMAS_DIR") or ROOT / ".tools" / "schemas")
+
+
+def schema(name: str) -> Path:
+    """A schema fetched by scripts/install-schemas (junit-10.xsd, sarif-schema-2.1.0.json); never skipped."""
+    path = _SCHEMAS / name
+    assert path.is_file(), f"no {name} in {_SCHEMAS}: run scripts/install-schemas"
+    return path
 #: Kept by CI (build/ is ignored by git): screenshots of the reports the tests rendered.
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 

@@ -1,6 +1,6 @@
 """`scan --output html|junit|sarif`: the reports of a real scan (real Airflow builds the pods, the shipped
 library judges them in a real OPA), the HTML page opened in a real headless Chromium, JUnit and SARIF
-validated against their vendored schemas. The counts every report shows equal `--output json`'s."""
+validated against their published schemas (scripts/install-schemas). The counts every report shows equal `--output json`'s."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from airflow_opa_mutation.cli import cli
 
-from ..report_checks import ARTIFACTS, ROOT, SCHEMAS, Elements, XsdSubset, render, screenshot
+from ..report_checks import ARTIFACTS, ROOT, Elements, XsdSubset, render, schema, screenshot
 
 pytestmark = pytest.mark.airflow
 
@@ -112,7 +112,7 @@ def test_junit_report_matches_the_xsd_and_the_json(reports):
     document, run = reports["json"], reports["junit"]
     assert run.exit_code == 1
     root = ET.fromstring(run.stdout)
-    XsdSubset(SCHEMAS / "junit-10.xsd").validate(root)
+    XsdSubset(schema("junit-10.xsd")).validate(root)
     cases = [c for s in root.findall("testsuite") if s.get("name") != "import errors" for c in s.findall("testcase")]
     assert len(cases) == len(document["tasks"])
     failures = {(c.get("classname"), c.get("name")): c.find("failure") for c in cases if c.find("failure") is not None}
@@ -128,8 +128,8 @@ def test_sarif_report_matches_the_schema_and_the_json(reports):
     document, run = reports["json"], reports["sarif"]
     assert run.exit_code == 1 and "would be denied" in run.stdout
     sarif = json.loads((reports["dir"] / "scan.sarif").read_text(encoding="utf-8"))
-    schema = json.loads((SCHEMAS / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
-    jsonschema.Draft4Validator(schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER).validate(sarif)
+    sarif_schema = json.loads(schema("sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
+    jsonschema.Draft4Validator(sarif_schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER).validate(sarif)
     [run_] = sarif["runs"]
     results = run_["results"]
     by_level = Counter(r["level"] for r in results if r["ruleId"] != "import-error")

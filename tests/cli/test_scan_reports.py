@@ -18,7 +18,7 @@ import jsonschema
 
 from airflow_opa_mutation.cli._reports import html_report, junit_report, policy_counts, sarif_report
 
-from ..report_checks import ARTIFACTS, SCHEMAS, Elements, XsdSubset, render, screenshot
+from ..report_checks import ARTIFACTS, Elements, XsdSubset, render, schema, screenshot
 
 SCRIPT = "<script>document.title='pwned';window.pwned=1</script>"
 IMG = '"><img src=x onerror="document.title=\'pwned\'">'
@@ -130,7 +130,7 @@ def test_html_shows_redacted_diffs_exemptions_and_per_policy_counts(tmp_path: Pa
 def test_junit_is_valid_against_the_xsd_and_keeps_text_as_text() -> None:
     text = junit_report(hostile_document())
     root = ET.fromstring(text)  # XML 1.0 parses: the control characters of a task id were replaced
-    XsdSubset(SCHEMAS / "junit-10.xsd").validate(root)
+    XsdSubset(schema("junit-10.xsd")).validate(root)
     suites = {s.get("name"): s for s in root.findall("testsuite")}
     assert set(suites) == {f"dag{SCRIPT}", "plain", "import errors"}
     dag = suites[f"dag{SCRIPT}"]
@@ -146,7 +146,7 @@ def test_junit_is_valid_against_the_xsd_and_keeps_text_as_text() -> None:
 
 def test_the_xsd_checker_refuses_what_the_schema_refuses() -> None:
     """The home-made validator is worth something only if it says no: three documents junit-10.xsd refuses."""
-    checker = XsdSubset(SCHEMAS / "junit-10.xsd")
+    checker = XsdSubset(schema("junit-10.xsd"))
     for bad in (
         '<testsuites><testsuite name="a" tests="1" errors="0"/></testsuites>',  # failures is required
         '<testsuites><testsuite name="a" tests="1" failures="0" errors="0" colour="x"/></testsuites>',
@@ -162,8 +162,8 @@ def test_the_xsd_checker_refuses_what_the_schema_refuses() -> None:
 
 def test_sarif_is_valid_sarif_2_1_0() -> None:
     sarif = json.loads(sarif_report(hostile_document(), {f"dag{SCRIPT}": "/dags/dag.py"}))
-    schema = json.loads((SCHEMAS / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
-    jsonschema.Draft4Validator(schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER).validate(sarif)
+    sarif_schema = json.loads(schema("sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
+    jsonschema.Draft4Validator(sarif_schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER).validate(sarif)
     [run] = sarif["runs"]
     rules = [r["id"] for r in run["tool"]["driver"]["rules"]]
     levels = [(r["ruleId"], r["level"]) for r in run["results"]]
