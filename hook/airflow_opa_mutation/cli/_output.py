@@ -73,22 +73,31 @@ def make_output(fmt: str, color: str) -> Output:
 
 def output_options(function: F) -> F:
     """``--output text|json`` and ``--color auto|always|never``."""
-    function = click.option(
-        "--color",
-        type=click.Choice(["auto", "always", "never"]),
-        default="auto",
-        show_default=True,
-        help="Colour for people; auto = when stdout is a terminal and NO_COLOR is unset.",
-    )(function)
-    return click.option(
-        "--output",
-        "-o",
-        "output_format",
-        type=click.Choice(["text", "json"]),
-        default="text",
-        show_default=True,
-        help="text for people, json for machines (one document on stdout, schema in docs/).",
-    )(function)
+    return output_options_with(("text", "json"))(function)
+
+
+def output_options_with(formats: tuple[str, ...], extra_help: str = "") -> Callable[[F], F]:
+    """:func:`output_options` for a command that writes more formats than text and json."""
+
+    def decorate(function: F) -> F:
+        function = click.option(
+            "--color",
+            type=click.Choice(["auto", "always", "never"]),
+            default="auto",
+            show_default=True,
+            help="Colour for people; auto = when stdout is a terminal and NO_COLOR is unset.",
+        )(function)
+        return click.option(
+            "--output",
+            "-o",
+            "output_format",
+            type=click.Choice(list(formats)),
+            default="text",
+            show_default=True,
+            help="text for people, json for machines (one document on stdout, schema in docs/)." + extra_help,
+        )(function)
+
+    return decorate
 
 
 @contextlib.contextmanager

@@ -43,7 +43,7 @@ from ..hook import MutationHook, Outcome
 from ._errors import EXIT_FAILED, EXIT_OK, CliError, handle_errors
 from ._opa_provider import OpaProvider, load_config_file, opa_options
 from ._outcomes import messages_json, outcome_json, verdict
-from ._output import Output, emit_document, make_output, maybe_progress, output_options
+from ._output import JSON_SCHEMA_VERSION, Output, emit_document, make_output, maybe_progress, output_options_with
 
 SCAN_RUN_ID = "scan__2026-01-01T00:00:00+00:00"
 LAUNCHER_KPO = "kubernetes_pod_operator"
@@ -296,7 +296,16 @@ def load_dagbag(folder: Path) -> Any:
     help="The executor's worker pod template (default: [kubernetes_executor] pod_template_file).",
 )
 @click.option("--max-map", default=32, show_default=True, help="Map indexes scanned per mapped operator.")
-@output_options
+@output_options_with(
+    ("text", "json", "html", "junit", "sarif"),
+    " html: one self-contained page for reviewers; junit: JUnit XML; sarif: SARIF 2.1.0 (for CI systems).",
+)
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the --output document (json, html, junit or sarif) to this file; stdout then gets the text.",
+)
 @handle_errors("scan")
 def scan(  # noqa: PLR0917 - one parameter per click option
     dags_folder: Path,
@@ -308,15 +317,26 @@ def scan(  # noqa: PLR0917 - one parameter per click option
     max_map: int,
     output_format: str,
     color: str,
+    report_file: Path | None,
 ) -> None:
     """Build the pod of every task in DAGS_FOLDER with Airflow itself and evaluate it in dry-run.
 
     Prints per task: dag, task, launcher, ops, policies, warnings and whether it would be denied. DAG files
     that fail to import are listed and do not stop the scan.
 
+    --output html|junit|sarif writes a report (to stdout, or to --report FILE while the text goes to stdout):
+    html is one self-contained page (verdict per DAG and task, per-policy counts, each mutation as a redacted
+    diff, the exemptions used, a filter); junit has a test case per task pod (denied: a failure); sarif a
+    result per deny (error) and warn (warning) message, located in the DAG file.
+
     Exit status: 0 nothing would be denied, 1 a task would be denied or its pod could not be built or
     evaluated, 2 usage or runtime error.
     """
+    if report_file is not None and output_format == "text":
+        raise click.BadOptionUsage("report_file", "--report needs --output json, html, junit or sarif")
+    document_format = output_format
+    if report_file is not None:  # the document goes to the file, the text table to stdout
+        output_format = "text"
     output = make_output(output_format, color)
     try:
         import airflow
@@ -351,24 +371,54 @@ def scan(  # noqa: PLR0917 - one parameter per click option
             row.status = verdict(row.outcome)
     import_errors = [{"file": str(name), "error": str(error)} for name, error in sorted(dagbag.import_errors.items())]
     code = EXIT_FAILED if any(row.failing for row in rows) else EXIT_OK
+    members = {
+        "dags_folder": str(dags_folder),
+        "dags": sorted(dagbag.dags),
+        "import_errors": import_errors,
+        "tasks": [_row_json(row) for row in rows],
+        "summary": {
+            status: sum(1 for r in rows if r.status == status)
+            for status in ("mutated", "unchanged", "denied", "failed", "error", "skipped")
+        },
+    }
     if output.json:
-        emit_document(
-            "scan",
-            code,
-            {
-                "dags_folder": str(dags_folder),
-                "dags": sorted(dagbag.dags),
-                "import_errors": import_errors,
-                "tasks": [_row_json(row) for row in rows],
-                "summary": {
-                    status: sum(1 for r in rows if r.status == status)
-                    for status in ("mutated", "unchanged", "denied", "failed", "error", "skipped")
-                },
-            },
-        )
+        emit_document("scan", code, members)
         raise click.exceptions.Exit(code)
+    if document_format != "text":
+        if document_format != "json":  # the reports show the exemptions a decision applied, where it says
+            members["tasks"] = [_with_exemptions(task, row) for task, row in zip(members["tasks"], rows, strict=True)]
+        _write_report(document_format, report_file, code, members, _dag_files(dagbag))
+        if report_file is None:
+            raise click.exceptions.Exit(code)
     _render(output, dags_folder, rows, import_errors, len(dagbag.dags))
     raise click.exceptions.Exit(code)
+
+
+def _with_exemptions(task: dict[str, Any], row: TaskPod) -> dict[str, Any]:
+    decision = row.outcome.decision if row.outcome else None
+    exemptions = getattr(decision, "exemptions", None)  # decisions that carry them (policies' exemptions)
+    return {**task, "exemptions": list(exemptions)} if exemptions and "exemptions" not in task else task
+
+
+def _dag_files(dagbag: Any) -> dict[str, str]:
+    return {dag_id: str(dag.fileloc) for dag_id, dag in dagbag.dags.items() if getattr(dag, "fileloc", None)}
+
+
+def _write_report(
+    fmt: str, report_file: Path | None, code: int, members: dict[str, Any], dag_files: dict[str, str]
+) -> None:
+    """The json, html, junit or sarif document of the scan, to ``report_file`` or stdout."""
+    from ._reports import render
+
+    document = {"schema_version": JSON_SCHEMA_VERSION, "command": "scan", "exit_code": code, **members}
+    text = render(fmt, document, dag_files)
+    if report_file is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        report_file.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write the report {report_file}: {exc.strerror or exc}") from None
 
 
 def _row_json(row: TaskPod) -> dict[str, Any]:
