@@ -15,7 +15,7 @@ import yaml
 from airflow_opa_mutation.cli._local_opa import free_port, opa_binary
 
 from ..conftest import REPO, decision_policy
-from .conftest import CONFIG, RESOURCE, injected_marker, secret_pod, wait_active
+from .conftest import CONFIG, RESOURCE, SCOPE, injected_marker, secret_pod, wait_active
 
 COLLECTOR = REPO / "deploy" / "collector" / "collector.py"
 
@@ -61,8 +61,8 @@ def test_compose_collector_prints_opas_decision_events(start_opa, make_hook, pod
 
 
 def test_sidecar_refuses_to_start_without_the_public_key(tmp_path):
-    """deploy/opa/config.yaml declares the key; forgetting --set-file is a start-up error, not a silent
-    sidecar that would accept any bundle."""
+    """deploy/opa/config.yaml reads its keys from ${AOM_BUNDLE_KEYS}; forgetting them (no ConfigMap
+    airflow-opa-bundle-keys, no --set-file) is a start-up error, not a sidecar that would accept any bundle."""
     done = subprocess.run(
         [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{free_port()}", "--config-file", str(CONFIG),
          "--set", f"persistence_directory={tmp_path}"],
@@ -70,7 +70,7 @@ def test_sidecar_refuses_to_start_without_the_public_key(tmp_path):
         env={**os.environ, "AOM_BUNDLE_SERVICE_URL": "http://127.0.0.1:9", "AOM_DECISION_LOG_SERVICE_URL": "http://127.0.0.1:9"},
     )
     assert done.returncode != 0
-    assert "no keys provided for key ID airflow_bundle" in done.stdout + done.stderr
+    assert "config error: json: cannot unmarshal string" in done.stdout + done.stderr  # keys: "${AOM_BUNDLE_KEYS}"
 
 
 def test_the_compose_sidecar_command_runs_on_a_real_opa(start_opa, bundle_server, collector, make_bundle, keys,
@@ -96,7 +96,7 @@ def test_the_compose_sidecar_command_runs_on_a_real_opa(start_opa, bundle_server
         monkeypatch.setenv(name, str(value))
     monkeypatch.setenv("AOM_BUNDLE_SERVICE_URL", bundle_server.url)
     monkeypatch.setenv("AOM_DECISION_LOG_SERVICE_URL", collector.url)
-    bundle_server.publish(RESOURCE, make_bundle("rev-compose"))
+    bundle_server.publish(RESOURCE, make_bundle("rev-compose", scope=service["environment"]["AOM_DEPLOYMENT"]))
 
     opa = start_opa(paths=[command[-1]], args=args)
     wait_active(opa, "rev-compose")
@@ -115,6 +115,7 @@ def test_the_compose_healthcheck_command_reports_whether_the_server_has_activate
     assert (kind, binary) == ("CMD", "/opa")
     monkeypatch.setenv("AOM_BUNDLE_SERVICE_URL", bundle_server.url)
     monkeypatch.setenv("AOM_DECISION_LOG_SERVICE_URL", collector.url)
+    monkeypatch.setenv("AOM_DEPLOYMENT", SCOPE)
     opa = start_opa(paths=[REPO / "deploy" / "opa" / "mask.rego"], args=[
         "--config-file", str(CONFIG), "--set-file", f"keys.airflow_bundle.key={keys.public}",
         "--set", "bundles.airflow.persist=false",
