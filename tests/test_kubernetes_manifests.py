@@ -405,3 +405,21 @@ def test_protect_enforcement_expects_the_shipped_sidecar(start_opa):
         assert params["sidecar_volumes"] == sidecar_volume_definitions(), where
     assert DEPLOY_CONFIG["protect_enforcement"]["params"]["require_sidecar"] is True, "values.yaml gives every worker one"
     assert defaults["require_sidecar"] is False, "deployments without worker sidecars must keep working"
+
+
+def test_the_persistent_bundle_overlay_changes_only_the_schedulers_persistence_volume():
+    """values-persistent-bundle.yaml replaces scheduler.extraVolumes (Helm replaces lists): everything but
+    opa-persistence must stay values.yaml's, and that one is opa-bundle-pvc.yaml's claim (issue 25, item 7)."""
+    overlay = load("values-persistent-bundle.yaml")
+    assert set(overlay) == {"scheduler"} and set(overlay["scheduler"]) == {"extraVolumes"}
+    shipped = {v["name"]: v for v in VALUES["scheduler"]["extraVolumes"]}
+    changed = {v["name"]: v for v in overlay["scheduler"]["extraVolumes"]}
+    assert set(changed) == set(shipped)
+    assert {k: v for k, v in changed.items() if k != "opa-persistence"} == {
+        k: v for k, v in shipped.items() if k != "opa-persistence"}
+    claim = load("opa-bundle-pvc.yaml")
+    assert changed["opa-persistence"] == {"name": "opa-persistence",
+                                          "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}
+    mount = next(m for m in SIDECAR["volumeMounts"] if m["name"] == "opa-persistence")
+    config = yaml.safe_load((OPA_DIR / "config.yaml").read_text())
+    assert mount["mountPath"] == config["persistence_directory"] and not mount.get("readOnly")

@@ -218,3 +218,33 @@ def test_console_decision_logs_need_the_mask_and_the_mask_does_not_load_beside_b
     assert LEAK in unmasked, "console decision logs without a mask print the pod's env values"
     masked = logged([tarball, mask], [])  # without --bundle the tarball still loads as a bundle
     assert '"erased"' in masked and "hunter2" not in masked
+
+
+def test_a_bundle_service_outage_and_the_persistent_volume_fallback(run_k8s_sidecar, bundle_server, make_bundle,
+                                                                    tmp_path):
+    """Issue 25, item 7. With values.yaml's emptyDir, a scheduler pod started while the bundle service is down
+    never becomes ready (its startup probe holds the scheduler back); with values-persistent-bundle.yaml's
+    volume, which outlives the pod, the new pod activates the last good revision from it and is ready."""
+    overlay = _load("values-persistent-bundle.yaml")["scheduler"]["extraVolumes"]
+    [volume] = [v for v in overlay if v["name"] == "opa-persistence"]
+    assert volume["persistentVolumeClaim"]["claimName"] == _load("opa-bundle-pvc.yaml")["metadata"]["name"]
+    claim = tmp_path / "pvc"  # the PersistentVolumeClaim: the same folder for every scheduler pod
+
+    bundle_server.publish(RESOURCE, make_bundle("rev-last-good", scope=SCOPE))
+    first = run_k8s_sidecar(persistence=claim)
+    wait_active(first, "rev-last-good")
+    first.stop()  # the scheduler pod is deleted (a node drain, an upgrade) ...
+    bundle_server.stop()  # ... while the bundle service is down
+
+    def download_failed(sidecar: Sidecar) -> bool:
+        return opa_status(sidecar).get("bundles", {}).get(BUNDLE, {}).get("code") == "bundle_error"
+
+    without = run_k8s_sidecar()  # values.yaml: a new emptyDir
+    wait_until(lambda: download_failed(without), 15, "the download failed")
+    assert without.probe() == 500, "no revision: the startup probe fails, the scheduler does not start"
+
+    fallback = run_k8s_sidecar(persistence=claim)
+    wait_active(fallback, "rev-last-good")
+    assert fallback.probe() == 200, "ready with the last good revision"
+    wait_until(lambda: download_failed(fallback), 15, "the download failed, the revision stays")
+    assert fallback.probe() == 200
