@@ -53,9 +53,7 @@ defaults := {
 		},
 		# volume name: its expected definition (without "name"); null leaves it unjudged
 		"sidecar_volumes": {
-			"opa-config": {"projected": {"sources": [
-				{"configMap": {"name": "airflow-opa-sidecar"}},
-			]}},
+			"opa-config": {"projected": {"sources": [{"configMap": {"name": "airflow-opa-sidecar"}}]}},
 			"opa-persistence": {"emptyDir": {"sizeLimit": "64Mi"}},
 		},
 	},

@@ -32,9 +32,7 @@ _sidecar := {
 
 _volumes := [
 	{"name": "logs", "emptyDir": {}},
-	{"name": "opa-config", "projected": {"sources": [
-		{"configMap": {"name": "airflow-opa-sidecar"}},
-	]}},
+	{"name": "opa-config", "projected": {"sources": [{"configMap": {"name": "airflow-opa-sidecar"}}]}},
 	{"name": "opa-persistence", "emptyDir": {"sizeLimit": "64Mi"}},
 ]
 

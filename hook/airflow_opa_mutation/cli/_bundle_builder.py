@@ -373,8 +373,9 @@ def build(
             _run_opa(opa, args, stage)
             advisories = _review_configuration(opa, stage)  # after the build: OPA's own errors come first
             if verification_key is not None:
-                _verify(opa, pending, verification_key, key_id=key_id, signing_alg=signing_alg, scope=scope,
-                        tmp=Path(tmp))
+                _verify(
+                    opa, pending, verification_key, key_id=key_id, signing_alg=signing_alg, scope=scope, tmp=Path(tmp)
+                )
             _check_members(inspect(pending), signed=signing_key is not None)
             os.replace(pending, output)
         finally:
