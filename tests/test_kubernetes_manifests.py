@@ -100,8 +100,10 @@ def test_the_env_configmap_sets_every_variable_the_opa_config_reads():
     config = yaml.safe_load((OPA_DIR / "config.yaml").read_text())
     wanted = {name for text in _strings(config) for name in re.findall(r"\$\{(\w+)\}", text)}
     env = load("opa-env-configmap.yaml")
-    assert wanted and wanted <= set(env["data"])
-    assert SIDECAR["envFrom"] == [{"configMapRef": {"name": env["metadata"]["name"]}}]
+    # AOM_BUNDLE_KEYS comes from ConfigMap airflow-opa-bundle-keys, which `bundle keys` fills (docs/helm.md §3).
+    assert wanted and wanted - {"AOM_BUNDLE_KEYS"} <= set(env["data"])
+    assert SIDECAR["envFrom"] == [{"configMapRef": {"name": env["metadata"]["name"]}},
+                                  {"configMapRef": {"name": "airflow-opa-bundle-keys"}}]
 
 
 # -- the sidecar container ------------------------------------------------------------------------------------
@@ -149,10 +151,13 @@ def test_the_sidecar_is_pinned_and_runs_the_shipped_configuration_mask_and_key()
     assert projected_source(volume, inner) == (configmap["metadata"]["name"], "config.yaml")
     volume, inner = mounted(args[-1])
     assert projected_source(volume, inner) == (configmap["metadata"]["name"], "mask.rego"), "the mask from disk"
-    key, _, path = flags["set-file"].partition("=")
-    assert key == "keys.airflow_bundle.key"
-    volume, inner = mounted(path)
-    assert projected_source(volume, inner) == ("airflow-opa-bundle-key", "airflow_bundle.pub.pem")
+    # The trusted keys come from the environment (AOM_BUNDLE_KEYS, ConfigMap airflow-opa-bundle-keys), so a
+    # key rotation changes no arg, no volume and nothing protect_enforcement expects (issue 25, item 5).
+    assert "set-file" not in flags and not any(a.startswith("--set") for a in args)
+    assert {"configMapRef": {"name": "airflow-opa-bundle-keys"}} in SIDECAR["envFrom"]
+    config = yaml.safe_load((OPA_DIR / "config.yaml").read_text())
+    assert config["keys"] == "${AOM_BUNDLE_KEYS}"
+    assert config["bundles"]["airflow"]["signing"] == {"scope": "${AOM_DEPLOYMENT}", "exclude_files": []}
     assert "--bundle" not in args and not any("decision_logs.console" in a for a in args)
 
 
@@ -349,7 +354,7 @@ def test_the_remote_bundle_configuration_verifies_signatures_and_masks_its_logs(
     """What the old docs' remote-bundle snippet lacked: signing, trusted keys, a mask, no console logging."""
     config = yaml.safe_load((OPA_DIR / "config.yaml").read_text())
     assert "signing" in config["bundles"]["airflow"] and "keyid" not in config["bundles"]["airflow"]["signing"]
-    assert config["keys"]["airflow_bundle"]["algorithm"] == "RS256"
+    assert config["keys"] == "${AOM_BUNDLE_KEYS}", "trusted keys from `bundle keys` (tests/bundles/test_documented_rollout.py)"
     assert config["decision_logs"]["mask_decision"] == "/system/log/mask"
     assert not config["decision_logs"].get("console")
 
@@ -400,3 +405,21 @@ def test_protect_enforcement_expects_the_shipped_sidecar(start_opa):
         assert params["sidecar_volumes"] == sidecar_volume_definitions(), where
     assert DEPLOY_CONFIG["protect_enforcement"]["params"]["require_sidecar"] is True, "values.yaml gives every worker one"
     assert defaults["require_sidecar"] is False, "deployments without worker sidecars must keep working"
+
+
+def test_the_persistent_bundle_overlay_changes_only_the_schedulers_persistence_volume():
+    """values-persistent-bundle.yaml replaces scheduler.extraVolumes (Helm replaces lists): everything but
+    opa-persistence must stay values.yaml's, and that one is opa-bundle-pvc.yaml's claim (issue 25, item 7)."""
+    overlay = load("values-persistent-bundle.yaml")
+    assert set(overlay) == {"scheduler"} and set(overlay["scheduler"]) == {"extraVolumes"}
+    shipped = {v["name"]: v for v in VALUES["scheduler"]["extraVolumes"]}
+    changed = {v["name"]: v for v in overlay["scheduler"]["extraVolumes"]}
+    assert set(changed) == set(shipped)
+    assert {k: v for k, v in changed.items() if k != "opa-persistence"} == {
+        k: v for k, v in shipped.items() if k != "opa-persistence"}
+    claim = load("opa-bundle-pvc.yaml")
+    assert changed["opa-persistence"] == {"name": "opa-persistence",
+                                          "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}
+    mount = next(m for m in SIDECAR["volumeMounts"] if m["name"] == "opa-persistence")
+    config = yaml.safe_load((OPA_DIR / "config.yaml").read_text())
+    assert mount["mountPath"] == config["persistence_directory"] and not mount.get("readOnly")

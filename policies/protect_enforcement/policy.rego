@@ -38,11 +38,13 @@ defaults := {
 				"--diagnostic-addr=0.0.0.0:8282",
 				"--log-level=info",
 				"--config-file=/etc/opa/config.yaml",
-				"--set-file=keys.airflow_bundle.key=/etc/opa/keys/airflow_bundle.pub.pem",
 				"/etc/opa/mask.rego",
 			],
 			"env": [],
-			"envFrom": [{"configMapRef": {"name": "airflow-opa-sidecar-env"}}],
+			"envFrom": [
+				{"configMapRef": {"name": "airflow-opa-sidecar-env"}},
+				{"configMapRef": {"name": "airflow-opa-bundle-keys"}},
+			],
 			"volumeMounts": [
 				{"name": "opa-config", "mountPath": "/etc/opa", "readOnly": true},
 				{"name": "opa-persistence", "mountPath": "/var/lib/opa"},
@@ -51,13 +53,7 @@ defaults := {
 		},
 		# volume name: its expected definition (without "name"); null leaves it unjudged
 		"sidecar_volumes": {
-			"opa-config": {"projected": {"sources": [
-				{"configMap": {"name": "airflow-opa-sidecar"}},
-				{"configMap": {
-					"name": "airflow-opa-bundle-key",
-					"items": [{"key": "airflow_bundle.pub.pem", "path": "keys/airflow_bundle.pub.pem"}],
-				}},
-			]}},
+			"opa-config": {"projected": {"sources": [{"configMap": {"name": "airflow-opa-sidecar"}}]}},
 			"opa-persistence": {"emptyDir": {"sizeLimit": "64Mi"}},
 		},
 	},

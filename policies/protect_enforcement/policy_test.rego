@@ -17,10 +17,12 @@ _sidecar := {
 		"--diagnostic-addr=0.0.0.0:8282",
 		"--log-level=info",
 		"--config-file=/etc/opa/config.yaml",
-		"--set-file=keys.airflow_bundle.key=/etc/opa/keys/airflow_bundle.pub.pem",
 		"/etc/opa/mask.rego",
 	],
-	"envFrom": [{"configMapRef": {"name": "airflow-opa-sidecar-env"}}],
+	"envFrom": [
+		{"configMapRef": {"name": "airflow-opa-sidecar-env"}},
+		{"configMapRef": {"name": "airflow-opa-bundle-keys"}},
+	],
 	"resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
 	"volumeMounts": [
 		{"name": "opa-config", "mountPath": "/etc/opa", "readOnly": true},
@@ -30,13 +32,7 @@ _sidecar := {
 
 _volumes := [
 	{"name": "logs", "emptyDir": {}},
-	{"name": "opa-config", "projected": {"sources": [
-		{"configMap": {"name": "airflow-opa-sidecar"}},
-		{"configMap": {
-			"name": "airflow-opa-bundle-key",
-			"items": [{"key": "airflow_bundle.pub.pem", "path": "keys/airflow_bundle.pub.pem"}],
-		}},
-	]}},
+	{"name": "opa-config", "projected": {"sources": [{"configMap": {"name": "airflow-opa-sidecar"}}]}},
 	{"name": "opa-persistence", "emptyDir": {"sizeLimit": "64Mi"}},
 ]
 

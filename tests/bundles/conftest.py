@@ -34,6 +34,7 @@ MASK = DEPLOY / "mask.rego"
 RESOURCE = "bundles/airflow/bundle.tar.gz"  # bundles.airflow.resource in deploy/opa/config.yaml
 BUNDLE = "airflow"  # the bundle's name in deploy/opa/config.yaml
 KEY_ID = bundle.DEFAULT_KEY_ID
+SCOPE = "pytest"  # AOM_DEPLOYMENT of the sidecars started here: the scope their bundles are signed for
 MARKER = "POLICY_REVISION"  # env var the test configuration injects: which revision decided
 SECRET = "postgres://airflow:s3cr3t-hunter2@db.internal/airflow"
 
@@ -75,9 +76,10 @@ def make_bundle(bundles_dir: Path, keys: Keys) -> Callable[..., Path]:
     """Build (once per distinct arguments) a bundle of the real policies/ with the test configuration."""
     cache: dict[tuple[Any, ...], Path] = {}
 
-    def make(revision: str, *, signing_key: Path | None = None, key_id: str = KEY_ID, unsigned: bool = False) -> Path:
+    def make(revision: str, *, signing_key: Path | None = None, key_id: str = KEY_ID, unsigned: bool = False,
+             scope: str = SCOPE) -> Path:
         key = None if unsigned else (signing_key or keys.private)
-        cache_key = (revision, key, key_id, unsigned)
+        cache_key = (revision, key, key_id, unsigned, scope)
         if cache_key not in cache:
             output = bundles_dir / f"{revision}-{len(cache)}.tar.gz"
             bundle.build(
@@ -88,6 +90,7 @@ def make_bundle(bundles_dir: Path, keys: Keys) -> Callable[..., Path]:
                 signing_key=key,
                 key_id=key_id,
                 unsigned=unsigned,
+                scope=None if unsigned else scope,
             )
             cache[cache_key] = output
         return cache[cache_key]
@@ -128,7 +131,7 @@ def start_sidecar(
     def start(*, public_key: Path | None = None) -> LocalOpa:
         monkeypatch.setenv("AOM_BUNDLE_SERVICE_URL", bundle_server.url)
         monkeypatch.setenv("AOM_DECISION_LOG_SERVICE_URL", collector.url)
-        monkeypatch.setenv("AOM_DEPLOYMENT", "pytest")
+        monkeypatch.setenv("AOM_DEPLOYMENT", SCOPE)
         args = [
             "--config-file",
             str(CONFIG),

@@ -19,7 +19,7 @@ from airflow_opa_mutation.cli import cli
 from airflow_opa_mutation.cli._local_opa import opa_binary
 
 from ..conftest import POLICIES, REPO
-from .conftest import KEY_ID, MARKER, Keys, org_config, record
+from .conftest import KEY_ID, MARKER, SCOPE, Keys, org_config, record
 
 
 def _claims(members: dict[str, bytes]) -> tuple[dict, dict]:
@@ -76,7 +76,7 @@ def test_opa_verifies_with_the_public_key_and_rejects_another(make_bundle, keys:
     def verify(public: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [opa, "build", "-b", str(built), "--verification-key", str(public), "--verification-key-id", KEY_ID,
-             "-o", str(tmp_path / "check.tar.gz")],
+             "--scope", SCOPE, "-o", str(tmp_path / "check.tar.gz")],
             check=False, capture_output=True, text=True,
         )
 
@@ -170,9 +170,10 @@ def test_the_command_and_the_script_wrapper(keys: Keys, tmp_path):
     out = tmp_path / "cli.tar.gz"
     runner = CliRunner()
     result = runner.invoke(cli, ["bundle", "build", "--policies", str(POLICIES), "--config", str(config),
-                                 "--revision", "cli-1", "--signing-key", str(keys.private),
+                                 "--revision", "cli-1", "--signing-key", str(keys.private), "--scope", "prod-eu",
                                  "--verification-key", str(keys.public), "-o", str(out)])
     assert result.exit_code == 0, result.output
+    assert "signed airflow_bundle for scope prod-eu" in result.stdout
     assert "revision cli-1" in result.stdout and "tests" in result.stdout and "samples" in result.stdout
     assert bundle.manifest_of(out)["revision"] == "cli-1"
 
@@ -181,7 +182,7 @@ def test_the_command_and_the_script_wrapper(keys: Keys, tmp_path):
     assert "signing-key is required" in result.stderr
 
     script = subprocess.run(
-        [str(REPO / "scripts" / "bundle-build"), "--signing-key", str(keys.private), "--revision", "script-1",
+        [str(REPO / "scripts" / "bundle-build"), "--signing-key", str(keys.private), "--scope", "x", "--revision", "script-1",
          "-o", str(tmp_path / "script.tar.gz")],
         check=False, capture_output=True, text=True, cwd=REPO,
     )
@@ -212,7 +213,7 @@ def test_a_configuration_error_fails_the_build_naming_the_key(keys: Keys, tmp_pa
     assert not (tmp_path / "b.tar.gz").exists()
 
     result = CliRunner().invoke(cli, ["bundle", "build", "--policies", str(POLICIES), "--config", str(config),
-                                      "--signing-key", str(keys.private), "-o", str(tmp_path / "c.tar.gz")])
+                                      "--signing-key", str(keys.private), "--scope", SCOPE, "-o", str(tmp_path / "c.tar.gz")])
     assert result.exit_code == 1
     assert "policies.allowed_registries.enabled" in result.stderr
 
@@ -221,6 +222,46 @@ def test_an_image_exemption_not_pinned_by_digest_builds_with_a_warning(keys: Key
     config = tmp_path / "org.yaml"
     config.write_text("policies:\n  deny_privileged:\n    params: {exempt_images: ['registry.example.com/debug/*']}\n")
     result = CliRunner().invoke(cli, ["bundle", "build", "--policies", str(POLICIES), "--config", str(config),
-                                      "--signing-key", str(keys.private), "-o", str(tmp_path / "b.tar.gz")])
+                                      "--signing-key", str(keys.private), "--scope", SCOPE, "-o", str(tmp_path / "b.tar.gz")])
     assert result.exit_code == 0, result.output
     assert "warning: policies.deny_privileged.params.exempt_images[0]" in result.stderr
+
+
+def test_a_signed_build_needs_a_scope_and_opa_refuses_another_scope(keys: Keys, tmp_path):
+    """Issue 25, item 3: a bundle carries the deployment it is for; OPA's verification checks it."""
+    runner = CliRunner()
+    out = tmp_path / "a.tar.gz"
+    args = ["bundle", "build", "--policies", str(POLICIES), "--signing-key", str(keys.private), "-o", str(out)]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1 and "--scope is required" in result.stderr
+    assert not out.exists()
+    assert runner.invoke(cli, [*args, "--scope", "prod-eu"]).exit_code == 0
+    assert _claims(bundle.inspect(out))[1]["scope"] == "prod-eu"
+
+    def verify(scope: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [opa_binary(), "build", "--bundle", str(out), "--verification-key", str(keys.public),
+             "--verification-key-id", KEY_ID, "--scope", scope, "-o", str(tmp_path / "v.tar.gz")],
+            check=False, capture_output=True, text=True)
+
+    assert verify("prod-eu").returncode == 0
+    refused = verify("prod-us")
+    assert refused.returncode != 0 and "scope mismatch" in refused.stderr + refused.stdout
+    # a scope is a name (it is compared with the sidecar's AOM_DEPLOYMENT)
+    with pytest.raises(bundle.BundleError, match="use letters, digits"):
+        bundle.build(POLICIES, tmp_path / "b.tar.gz", signing_key=keys.private, scope="bad scope!")
+
+
+def test_the_keys_command_prints_what_the_sidecars_trust(keys: Keys, tmp_path):
+    """`bundle keys`: AOM_BUNDLE_KEYS for deploy/opa/config.yaml, each key named by its file."""
+    runner = CliRunner()
+    result = runner.invoke(cli, ["bundle", "keys", str(keys.public)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {KEY_ID: {"algorithm": "RS256", "key": keys.public.read_text().strip()}}
+    assert "\n" not in result.stdout.strip(), "one line: a ConfigMap literal"
+    refused = runner.invoke(cli, ["bundle", "keys", str(keys.private)])
+    assert refused.exit_code == 1 and "<key id>.pub.pem" in refused.stderr
+    renamed = tmp_path / "airflow_bundle.pub.pem"
+    renamed.write_text(keys.private.read_text())
+    refused = runner.invoke(cli, ["bundle", "keys", str(renamed)])
+    assert refused.exit_code == 1 and "never give the private key" in refused.stderr

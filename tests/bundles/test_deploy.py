@@ -9,13 +9,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 import requests
 import yaml
 
 from airflow_opa_mutation.cli._local_opa import free_port, opa_binary
 
 from ..conftest import REPO, decision_policy
-from .conftest import CONFIG, RESOURCE, injected_marker, secret_pod, wait_active
+from .conftest import CONFIG, RESOURCE, SCOPE, injected_marker, secret_pod, wait_active
 
 COLLECTOR = REPO / "deploy" / "collector" / "collector.py"
 
@@ -60,17 +61,27 @@ def test_compose_collector_prints_opas_decision_events(start_opa, make_hook, pod
         out.close()
 
 
-def test_sidecar_refuses_to_start_without_the_public_key(tmp_path):
-    """deploy/opa/config.yaml declares the key; forgetting --set-file is a start-up error, not a silent
-    sidecar that would accept any bundle."""
+@pytest.mark.parametrize(("keys", "message"), [
+    (None, "config error: json: cannot unmarshal string"),  # keys: "${AOM_BUNDLE_KEYS}", kept literally
+    ("", 'invalid configuration for bundle "airflow": no verification keys configured'),
+    ("{}", 'invalid configuration for bundle "airflow": no verification keys configured'),
+])
+def test_sidecar_refuses_to_start_without_the_public_key(tmp_path, keys, message):
+    """deploy/opa/config.yaml reads its keys from ${AOM_BUNDLE_KEYS}; forgetting them (no ConfigMap
+    airflow-opa-bundle-keys, an empty one, no --set-file) is a start-up error, not a sidecar that would
+    accept any bundle."""
+    env = {k: v for k, v in os.environ.items() if k != "AOM_BUNDLE_KEYS"}
+    env |= {"AOM_BUNDLE_SERVICE_URL": "http://127.0.0.1:9", "AOM_DECISION_LOG_SERVICE_URL": "http://127.0.0.1:9",
+            "AOM_DEPLOYMENT": "x"}
+    if keys is not None:
+        env["AOM_BUNDLE_KEYS"] = keys
     done = subprocess.run(
         [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{free_port()}", "--config-file", str(CONFIG),
          "--set", f"persistence_directory={tmp_path}"],
-        check=False, capture_output=True, text=True, timeout=30,
-        env={**os.environ, "AOM_BUNDLE_SERVICE_URL": "http://127.0.0.1:9", "AOM_DECISION_LOG_SERVICE_URL": "http://127.0.0.1:9"},
+        check=False, capture_output=True, text=True, timeout=30, env=env,
     )
     assert done.returncode != 0
-    assert "no keys provided for key ID airflow_bundle" in done.stdout + done.stderr
+    assert message in done.stdout + done.stderr
 
 
 def test_the_compose_sidecar_command_runs_on_a_real_opa(start_opa, bundle_server, collector, make_bundle, keys,
@@ -96,7 +107,7 @@ def test_the_compose_sidecar_command_runs_on_a_real_opa(start_opa, bundle_server
         monkeypatch.setenv(name, str(value))
     monkeypatch.setenv("AOM_BUNDLE_SERVICE_URL", bundle_server.url)
     monkeypatch.setenv("AOM_DECISION_LOG_SERVICE_URL", collector.url)
-    bundle_server.publish(RESOURCE, make_bundle("rev-compose"))
+    bundle_server.publish(RESOURCE, make_bundle("rev-compose", scope=service["environment"]["AOM_DEPLOYMENT"]))
 
     opa = start_opa(paths=[command[-1]], args=args)
     wait_active(opa, "rev-compose")
@@ -115,6 +126,7 @@ def test_the_compose_healthcheck_command_reports_whether_the_server_has_activate
     assert (kind, binary) == ("CMD", "/opa")
     monkeypatch.setenv("AOM_BUNDLE_SERVICE_URL", bundle_server.url)
     monkeypatch.setenv("AOM_DECISION_LOG_SERVICE_URL", collector.url)
+    monkeypatch.setenv("AOM_DEPLOYMENT", SCOPE)
     opa = start_opa(paths=[REPO / "deploy" / "opa" / "mask.rego"], args=[
         "--config-file", str(CONFIG), "--set-file", f"keys.airflow_bundle.key={keys.public}",
         "--set", "bundles.airflow.persist=false",

@@ -10,6 +10,7 @@ file loaded from disk under the bundle's root, the mask beside ``--bundle``), ea
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import requests
 import yaml
 
 from airflow_opa_mutation import InvalidDecision
+from airflow_opa_mutation.cli._bundle_builder import trusted_keys
 from airflow_opa_mutation.cli._local_opa import LocalOpa, free_port, opa_binary
 
 from ..conftest import REPO, worker_pod
@@ -28,6 +30,8 @@ from .conftest import BUNDLE, MAX_DELAY, MIN_DELAY, RESOURCE, Keys, opa_status, 
 K8S = REPO / "deploy" / "kubernetes"
 #: The credential issue 17 reproduced in OPA's console output with the old docs' sidecar.
 LEAK = "postgres://u:hunter2@db"
+#: The deployment opa-env-configmap.yaml names: the scope the bundles for these sidecars are signed for.
+SCOPE = yaml.safe_load((K8S / "opa-env-configmap.yaml").read_text())["data"]["AOM_DEPLOYMENT"]
 
 
 def _load(name: str) -> Any:
@@ -66,18 +70,19 @@ def run_k8s_sidecar(bundle_server, collector, keys: Keys, tmp_path: Path,
         configmap = _load("opa-configmap.yaml")
         root = tmp_path / f"sidecar-{len(started)}"
         etc = root / "etc-opa"  # the projected volume "opa-config", mounted at /etc/opa
-        (etc / "keys").mkdir(parents=True)
+        etc.mkdir(parents=True)
         for key, text in configmap["data"].items():
             (etc / key).write_text(text)
-        (etc / "keys" / "airflow_bundle.pub.pem").write_bytes(keys.public.read_bytes())
         persist = persistence or root / "var-lib-opa"  # the emptyDir "opa-persistence"
         port, diag_port = free_port(), free_port()
 
         variables = yaml.safe_load((K8S / "opa-env-configmap.yaml").read_text())["data"]
         variables |= {"AOM_BUNDLE_SERVICE_URL": bundle_server.url, "AOM_DECISION_LOG_SERVICE_URL": collector.url}
-        for name in ("AOM_BUNDLE_SERVICE_URL", "AOM_DECISION_LOG_SERVICE_URL", "AOM_DEPLOYMENT"):
+        # ConfigMap airflow-opa-bundle-keys, as `bundle keys` writes it (the keys fixture: airflow_bundle).
+        keys_env = {"AOM_BUNDLE_KEYS": json.dumps(trusted_keys([keys.public]))}
+        for name in ("AOM_BUNDLE_SERVICE_URL", "AOM_DECISION_LOG_SERVICE_URL", "AOM_DEPLOYMENT", "AOM_BUNDLE_KEYS"):
             monkeypatch.delenv(name, raising=False)
-        for name, value in (variables if env is None else env).items():
+        for name, value in ({**variables, **keys_env} if env is None else {**keys_env, **env}).items():
             monkeypatch.setenv(name, value)
 
         listen = {"--addr=": f"--addr=127.0.0.1:{port}", "--diagnostic-addr=": f"--diagnostic-addr=127.0.0.1:{diag_port}"}
@@ -119,7 +124,7 @@ def test_the_sidecar_container_runs_on_a_real_opa_masked_and_gated_by_its_probes
     with pytest.raises(InvalidDecision, match="undefined"):
         make_hook(sidecar)(_secret_pod("before-bundle"))
 
-    bundle_server.publish(RESOURCE, make_bundle("rev-k8s"))
+    bundle_server.publish(RESOURCE, make_bundle("rev-k8s", scope=SCOPE))
     wait_active(sidecar, "rev-k8s")
     assert sidecar.probe() == 200
 
@@ -143,7 +148,7 @@ def test_the_sidecar_container_runs_on_a_real_opa_masked_and_gated_by_its_probes
 def test_an_unset_variable_is_kept_literally_and_no_bundle_is_ever_activated(run_k8s_sidecar, bundle_server,
                                                                               make_bundle):
     """deploy/opa/config.yaml's ${AOM_BUNDLE_SERVICE_URL} without the env ConfigMap: not "", but the text."""
-    bundle_server.publish(RESOURCE, make_bundle("rev-k8s"))
+    bundle_server.publish(RESOURCE, make_bundle("rev-k8s", scope=SCOPE))
     sidecar = run_k8s_sidecar(env={"AOM_DECISION_LOG_SERVICE_URL": "http://127.0.0.1:9", "AOM_DEPLOYMENT": "x"})
 
     def failed() -> str | None:
@@ -162,7 +167,7 @@ def test_an_unwritable_persistence_directory_means_no_bundle_is_ever_activated(r
     """Why the container spec mounts an emptyDir at persistence_directory (readOnlyRootFilesystem)."""
     blocker = tmp_path / "read-only"
     blocker.write_text("a file, so nothing can be created below it (even by root)")
-    bundle_server.publish(RESOURCE, make_bundle("rev-k8s"))
+    bundle_server.publish(RESOURCE, make_bundle("rev-k8s", scope=SCOPE))
     sidecar = run_k8s_sidecar(persistence=blocker / "opa")
     wait_until(lambda: bundle_server.served_since(0) >= 2, 15, "two downloads of the bundle")
     assert sidecar.probe() == 500
@@ -181,7 +186,7 @@ def test_a_disk_rego_under_the_bundle_root_is_served_until_the_bundle_activates_
         return requests.get(f"{sidecar.url}/v1/data/airflow/pod/extra/source", timeout=2).json().get("result")
 
     assert read() == "disk"
-    bundle_server.publish(RESOURCE, make_bundle("rev-k8s"))
+    bundle_server.publish(RESOURCE, make_bundle("rev-k8s", scope=SCOPE))
     wait_active(sidecar, "rev-k8s")
     assert read() is None, "erased when the bundle activated"
 
@@ -213,3 +218,33 @@ def test_console_decision_logs_need_the_mask_and_the_mask_does_not_load_beside_b
     assert LEAK in unmasked, "console decision logs without a mask print the pod's env values"
     masked = logged([tarball, mask], [])  # without --bundle the tarball still loads as a bundle
     assert '"erased"' in masked and "hunter2" not in masked
+
+
+def test_a_bundle_service_outage_and_the_persistent_volume_fallback(run_k8s_sidecar, bundle_server, make_bundle,
+                                                                    tmp_path):
+    """Issue 25, item 7. With values.yaml's emptyDir, a scheduler pod started while the bundle service is down
+    never becomes ready (its startup probe holds the scheduler back); with values-persistent-bundle.yaml's
+    volume, which outlives the pod, the new pod activates the last good revision from it and is ready."""
+    overlay = _load("values-persistent-bundle.yaml")["scheduler"]["extraVolumes"]
+    [volume] = [v for v in overlay if v["name"] == "opa-persistence"]
+    assert volume["persistentVolumeClaim"]["claimName"] == _load("opa-bundle-pvc.yaml")["metadata"]["name"]
+    claim = tmp_path / "pvc"  # the PersistentVolumeClaim: the same folder for every scheduler pod
+
+    bundle_server.publish(RESOURCE, make_bundle("rev-last-good", scope=SCOPE))
+    first = run_k8s_sidecar(persistence=claim)
+    wait_active(first, "rev-last-good")
+    first.stop()  # the scheduler pod is deleted (a node drain, an upgrade) ...
+    bundle_server.stop()  # ... while the bundle service is down
+
+    def download_failed(sidecar: Sidecar) -> bool:
+        return opa_status(sidecar).get("bundles", {}).get(BUNDLE, {}).get("code") == "bundle_error"
+
+    without = run_k8s_sidecar()  # values.yaml: a new emptyDir
+    wait_until(lambda: download_failed(without), 15, "the download failed")
+    assert without.probe() == 500, "no revision: the startup probe fails, the scheduler does not start"
+
+    fallback = run_k8s_sidecar(persistence=claim)
+    wait_active(fallback, "rev-last-good")
+    assert fallback.probe() == 200, "ready with the last good revision"
+    wait_until(lambda: download_failed(fallback), 15, "the download failed, the revision stays")
+    assert fallback.probe() == 200

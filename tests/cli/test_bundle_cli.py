@@ -21,7 +21,7 @@ def test_bundle_keygen_and_signed_build(tmp_path):
     private = next(p for p in keys.glob("*.pem") if not p.name.endswith(".pub.pem"))
     out = tmp_path / "bundle.tar.gz"
     result = runner.invoke(cli, ["bundle", "build", "--policies", str(REPO / "policies"), "--output", str(out),
-                                 "--revision", "cli-test", "--signing-key", str(private)])
+                                 "--revision", "cli-test", "--signing-key", str(private), "--scope", "cli"])
     assert result.exit_code == 0, result.output
     with tarfile.open(out) as bundle:
         names = bundle.getnames()

@@ -170,7 +170,7 @@ def sidecar(
     make_bundle: Callable[..., Path],  # noqa: F811
 ) -> SidecarContainer:
     """One OPA container for the module, serving the signed bundle ``REVISION``."""
-    container_bundle_server.publish(RESOURCE, make_bundle(REVISION))
+    container_bundle_server.publish(RESOURCE, make_bundle(REVISION, scope=opa_service()["environment"]["AOM_DEPLOYMENT"]))
     return start_container()
 
 

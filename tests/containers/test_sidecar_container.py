@@ -71,7 +71,7 @@ def test_decision_logs_reach_the_collector_masked_and_flushed_on_shutdown(
 ):
     """Its own container, stopped with SIGTERM: OPA's reporting interval (5-15 s in deploy/opa/config.yaml)
     is not shortened, so the events arrive through the upload OPA makes when it shuts down."""
-    container_bundle_server.publish(RESOURCE, make_bundle(REVISION))
+    container_bundle_server.publish(RESOURCE, make_bundle(REVISION, scope=opa_service()["environment"]["AOM_DEPLOYMENT"]))
     sidecar = start_container()
     hook = MutationHook(Settings(url=sidecar.url))
     try:

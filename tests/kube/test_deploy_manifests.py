@@ -89,3 +89,32 @@ def test_the_scheduler_pod_with_the_values_sidecar_is_admitted_at_restricted(kub
         },
     }
     _assert_admitted(kube_cluster.create_pod(namespace, pod, dry_run=True), pod)
+
+
+def test_the_persistent_bundle_claim_and_the_scheduler_using_it_are_admitted(kube_cluster: ControlPlane,
+                                                                           kube_namespace):
+    """deploy/kubernetes/opa-bundle-pvc.yaml and the scheduler pod with values-persistent-bundle.yaml's volumes."""
+    namespace = kube_namespace("restricted")
+    claim = load("opa-bundle-pvc.yaml")
+    result = kube_cluster.request("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", claim,
+                                  dryRun="All")
+    assert result.status == 201, result
+    volumes = load("values-persistent-bundle.yaml")["scheduler"]["extraVolumes"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "airflow-scheduler-0", "namespace": namespace},
+        "spec": {
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 50000, "runAsGroup": 0, "fsGroup": 1000,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "initContainers": VALUES["scheduler"]["extraInitContainers"],
+            "containers": [{
+                "name": "scheduler",
+                "image": f"{VALUES['images']['airflow']['repository']}:{VALUES['images']['airflow']['tag']}",
+                "args": ["bash", "-c", "exec airflow scheduler"],
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            }],
+            "volumes": volumes,
+        },
+    }
+    _assert_admitted(kube_cluster.create_pod(namespace, pod, dry_run=True), pod)

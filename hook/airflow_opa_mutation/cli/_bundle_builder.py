@@ -61,12 +61,15 @@ class BuildResult:
     excluded: dict[str, list[str]] = field(default_factory=dict)
     signed: bool = True
     key_id: str | None = None
+    scope: str | None = None
     sha256: str = ""
     advisories: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         skipped = ", ".join(f"{len(paths)} {kind}" for kind, paths in sorted(self.excluded.items()) if paths)
         signature = f"signed {self.key_id}" if self.signed else "UNSIGNED"
+        if self.signed and self.scope:
+            signature += f" for scope {self.scope}"
         return (
             f"built {self.output}: revision {self.revision}, roots {','.join(self.roots)}, "
             f"{len(self.files)} files ({signature}); left out: {skipped or 'nothing'}; sha256 {self.sha256}"
@@ -247,7 +250,13 @@ def _sha256(path: Path) -> str:
 
 
 def _check_arguments(
-    signing_key: Path | None, unsigned: bool, verification_key: Path | None, signing_alg: str, key_id: str
+    signing_key: Path | None,
+    unsigned: bool,
+    verification_key: Path | None,
+    signing_alg: str,
+    key_id: str,
+    *,
+    scope: str | None = None,
 ) -> None:
     if signing_key is None and not unsigned:
         raise BundleError("a --signing-key is required (sidecars refuse unsigned bundles); --unsigned for tests only")
@@ -261,6 +270,10 @@ def _check_arguments(
         raise BundleError(f"--signing-alg {signing_alg}: expected one of {', '.join(SIGNING_ALGS)}")
     if not _KEY_ID.match(key_id):
         raise BundleError(f"--key-id {key_id!r}: use letters, digits, '_', '-' and '.' (it names an OPA config key)")
+    if scope is not None and not _KEY_ID.match(scope):
+        raise BundleError(f"--scope {scope!r}: use letters, digits, '_', '-' and '.' (the deployment's name)")
+    if scope is not None and signing_key is None:
+        raise BundleError("--scope is a claim of the signature: it needs a --signing-key")
 
 
 def _bundle_data(policies: Path, files: list[Path], config: Path | None) -> tuple[Any, dict[str, Any]]:
@@ -294,19 +307,28 @@ def _stage(stage: Path, policies: Path, files: list[Path], data: Any, manifest: 
     (stage / ".manifest").write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 
-def _signing_args(signing_key: Path, signing_alg: str, key_id: str, tmp: Path) -> list[str]:
+def _signing_args(signing_key: Path, signing_alg: str, key_id: str, scope: str | None, tmp: Path) -> list[str]:
     claims = tmp / "claims.json"
     # The key id travels in the signature's payload ("keyid"): a sidecar whose config names no
     # bundles.<name>.signing.keyid picks this key from its `keys`, which is what lets old and
-    # new keys be trusted side by side during a rotation.
-    claims.write_text(json.dumps({"keyid": key_id}))
+    # new keys be trusted side by side during a rotation. The scope names the deployment the bundle
+    # is for: a sidecar whose bundles.<name>.signing.scope differs refuses it ("scope mismatch"), so a
+    # bundle signed for one deployment cannot be served to another that trusts the same key.
+    payload: dict[str, str] = {"keyid": key_id}
+    if scope is not None:
+        payload["scope"] = scope
+    claims.write_text(json.dumps(payload))
     return ["--signing-key", str(signing_key.resolve()), "--signing-alg", signing_alg, "--claims-file", str(claims)]
 
 
-def _verify(opa: str, bundle: Path, verification_key: Path, *, key_id: str, signing_alg: str, tmp: Path) -> None:
-    """``opa build`` re-reads the bundle, checking its signature with ``verification_key``."""
+def _verify(
+    opa: str, bundle: Path, verification_key: Path, *, key_id: str, signing_alg: str, scope: str | None, tmp: Path
+) -> None:
+    """``opa build`` re-reads the bundle, checking its signature (and scope) with ``verification_key``."""
     args = ["build", "--bundle", str(bundle), "--verification-key", str(verification_key.resolve())]
     args += ["--verification-key-id", key_id, "--signing-alg", signing_alg, "--output", str(tmp / "verified.tar.gz")]
+    if scope is not None:
+        args += ["--scope", scope]
     _run_opa(opa, args, tmp)
 
 
@@ -322,9 +344,10 @@ def build(
     verification_key: Path | None = None,
     unsigned: bool = False,
     opa: str | None = None,
+    scope: str | None = None,
 ) -> BuildResult:
     """Stage, build with ``opa build -b``, sign, and check the result; see the module docstring."""
-    _check_arguments(signing_key, unsigned, verification_key, signing_alg, key_id)
+    _check_arguments(signing_key, unsigned, verification_key, signing_alg, key_id, scope=scope)
     try:
         opa = opa_binary(opa)
     except OpaNotFound as exc:
@@ -345,12 +368,14 @@ def build(
         pending = output.with_name(f".{output.name}.{os.getpid()}.tmp")
         args = ["build", "--bundle", ".", "--output", str(pending)]
         if signing_key is not None:
-            args += _signing_args(signing_key, signing_alg, key_id, Path(tmp))
+            args += _signing_args(signing_key, signing_alg, key_id, scope, Path(tmp))
         try:
             _run_opa(opa, args, stage)
             advisories = _review_configuration(opa, stage)  # after the build: OPA's own errors come first
             if verification_key is not None:
-                _verify(opa, pending, verification_key, key_id=key_id, signing_alg=signing_alg, tmp=Path(tmp))
+                _verify(
+                    opa, pending, verification_key, key_id=key_id, signing_alg=signing_alg, scope=scope, tmp=Path(tmp)
+                )
             _check_members(inspect(pending), signed=signing_key is not None)
             os.replace(pending, output)
         finally:
@@ -364,6 +389,7 @@ def build(
         excluded=excluded,
         signed=signing_key is not None,
         key_id=key_id if signing_key is not None else None,
+        scope=scope,
         sha256=_sha256(output),
         advisories=advisories,
     )
@@ -440,3 +466,29 @@ def keygen(directory: Path, key_id: str = DEFAULT_KEY_ID, bits: int = 3072) -> t
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return private, public
+
+
+def trusted_keys(public_keys: Sequence[Path], algorithm: str = DEFAULT_ALG) -> dict[str, dict[str, str]]:
+    """OPA's ``keys`` configuration for these public keys, each named by its file: ``<key id>.pub.pem``.
+
+    The sidecar reads it from ``AOM_BUNDLE_KEYS`` (``keys: ${AOM_BUNDLE_KEYS}`` in deploy/opa/config.yaml),
+    a one-line JSON object, so trusting another key changes a ConfigMap, never the container's command.
+    """
+    if not public_keys:
+        raise BundleError("name at least one public key (<key id>.pub.pem)")
+    if algorithm not in SIGNING_ALGS:
+        raise BundleError(f"--signing-alg {algorithm}: expected one of {', '.join(SIGNING_ALGS)}")
+    keys: dict[str, dict[str, str]] = {}
+    for path in public_keys:
+        if not path.name.endswith(".pub.pem") or not _KEY_ID.match(path.name.removesuffix(".pub.pem")):
+            raise BundleError(f"{path}: expected <key id>.pub.pem (what bundle keygen writes)")
+        key_id = path.name.removesuffix(".pub.pem")
+        if key_id in keys:
+            raise BundleError(f"key id {key_id} given twice")
+        if not path.is_file():
+            raise BundleError(f"public key {path} does not exist")
+        pem = path.read_text().strip()
+        if not pem.startswith("-----BEGIN PUBLIC KEY-----"):
+            raise BundleError(f"{path}: not a PEM public key (never give the private key to the sidecars)")
+        keys[key_id] = {"algorithm": algorithm, "key": pem}
+    return keys

@@ -1,15 +1,17 @@
-"""``bundle build`` and ``bundle keygen``: the policy library as a signed OPA bundle for the sidecars.
+"""``bundle build``, ``bundle keygen`` and ``bundle keys``: the policy library as a signed OPA bundle for the
+sidecars, and the keys they trust.
 
 The building itself is in ``_bundle_builder`` (see its docstring for what goes into the bundle).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
-from ._bundle_builder import DEFAULT_ALG, DEFAULT_KEY_ID, SIGNING_ALGS, BundleError, build, keygen
+from ._bundle_builder import DEFAULT_ALG, DEFAULT_KEY_ID, SIGNING_ALGS, BundleError, build, keygen, trusted_keys
 from ._errors import EXIT_FAILED
 
 
@@ -21,6 +23,8 @@ def _fail(exc: BundleError) -> click.exceptions.Exit:
 @click.group()
 def bundle() -> None:
     """Build a signed OPA bundle of the policies (bundle build ...) or make a key pair (bundle keygen ...).
+
+    `bundle keys` prints the sidecars' trusted keys (AOM_BUNDLE_KEYS).
 
     The same tool as scripts/bundle-build. Exit status: 0 built, 1 the build failed, 2 usage error.
     """
@@ -44,6 +48,11 @@ def bundle() -> None:
 @click.option("--signing-alg", type=click.Choice(SIGNING_ALGS), default=DEFAULT_ALG, show_default=True)
 @click.option("--key-id", default=DEFAULT_KEY_ID, show_default=True, help="Key name sidecars know the key by.")
 @click.option(
+    "--scope",
+    help="The deployment the bundle is for (the sidecars' AOM_DEPLOYMENT): they refuse a bundle signed for "
+    "another scope. Required with --signing-key.",
+)
+@click.option(
     "--verification-key",
     type=click.Path(path_type=Path),
     help="PEM public key: check the built bundle verifies with it.",
@@ -64,9 +73,12 @@ def build_command(  # noqa: PLR0917 - one parameter per click option
     unsigned: bool,
     output: Path,
     opa: str | None,
+    scope: str | None,
 ) -> None:
     """Build and sign the policy bundle: the Rego of --policies (no tests, samples or READMEs) and the
-    configuration, with a .manifest claiming airflow/pod, signed by `opa build`."""
+    configuration, with a .manifest claiming airflow/pod, signed by `opa build` for one --scope."""
+    if signing_key is not None and scope is None:
+        raise _fail(BundleError("--scope is required: the deployment the bundle is for (its sidecars' AOM_DEPLOYMENT)"))
     try:
         result = build(
             policies,
@@ -79,6 +91,7 @@ def build_command(  # noqa: PLR0917 - one parameter per click option
             verification_key=verification_key,
             unsigned=unsigned,
             opa=opa,
+            scope=scope,
         )
     except BundleError as exc:
         raise _fail(exc) from None
@@ -98,6 +111,22 @@ def keygen_command(out: Path, key_id: str, bits: int) -> None:
     except BundleError as exc:
         raise _fail(exc) from None
     click.echo(f"private key: {private} (keep it secret)\npublic key:  {public} (give it to every sidecar)")
+
+
+@bundle.command("keys")
+@click.argument("public_keys", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--signing-alg", type=click.Choice(SIGNING_ALGS), default=DEFAULT_ALG, show_default=True)
+def keys_command(public_keys: tuple[Path, ...], signing_alg: str) -> None:
+    """Print the sidecars' AOM_BUNDLE_KEYS: OPA's `keys` for every <key id>.pub.pem given, as one JSON line.
+
+    Every key listed is trusted; the signature's keyid picks one. Rotation lists the old and new keys,
+    then the new one alone (docs/running-at-scale.md, "Key rotation").
+    """
+    try:
+        keys = trusted_keys(list(public_keys), signing_alg)
+    except BundleError as exc:
+        raise _fail(exc) from None
+    click.echo(json.dumps(keys, separators=(",", ":"), sort_keys=True))
 
 
 __all__ = ["bundle"]
