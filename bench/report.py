@@ -1,7 +1,9 @@
-"""Merges bench.py's per-generation results and opa_eval.py's OPA evaluation figures (the library now
-against the baseline library) into bench/results/<timestamp>.json and a Markdown table.
+"""Merges bench.py's per-generation results, opa_eval.py's OPA evaluation figures (the library now
+against the baseline library) and admission_latency.py's pod create latencies through the API server
+(with and without the webhooks) into bench/results/<timestamp>.json and a Markdown table.
 
-    python bench/report.py OUT_DIR EVAL_JSON RUN_JSON...
+    python bench/report.py OUT_DIR EVAL_JSON ADMISSION_JSON RUN_JSON...
+    python bench/report.py --admission OUT_DIR ADMISSION_JSON    the admission row alone: <timestamp>-admission.*
 
 Exits non-zero when a figure is missing (short mode too): the smoke test checks that every row was
 produced, never the values."""
@@ -69,9 +71,75 @@ def eval_table(evaluation: dict[str, Any]) -> list[str]:
     return lines
 
 
-def main(out_dir: str, eval_path: str, *inputs: str) -> int:
+# The admission cells every run must produce: (containers, concurrent creators).
+ADMISSION_CELLS = [(containers, creators) for containers in (1, 50) for creators in (1, 20)]
+
+
+def check_admission(admission: dict[str, Any]) -> None:
+    """Every cell with positive percentiles, every webhook pod checked mutated, OPA's figures per size."""
+    rows = {(row["containers"], row["creators"]): row for row in admission["rows"]}
+    for cell in ADMISSION_CELLS:
+        row = rows.get(cell)
+        figures = ("without_p50_ms", "without_p99_ms", "with_p50_ms", "with_p99_ms")
+        if row is None or not all(row[key] > 0 for key in figures):
+            raise SystemExit(f"report: no admission latency for {cell[0]} containers, {cell[1]} creators")
+        if row["mutated_pods_checked"] < row["samples"]:
+            raise SystemExit(f"report: admission cell {cell}: {row['mutated_pods_checked']} pods checked mutated")
+    evals = {row["containers"]: row for row in admission["opa_eval"]}
+    for containers in {cell[0] for cell in ADMISSION_CELLS}:
+        if not evals.get(containers, {}).get("eval_p50_ms", 0) > 0:
+            raise SystemExit(f"report: no OPA admission eval figure at {containers} containers")
+
+
+def admission_table(admission: dict[str, Any]) -> list[str]:
+    """p50 / p99 without and with the webhooks, the difference, and OPA's own time on the same pods."""
+    evals = {row["containers"]: row for row in admission["opa_eval"]}
+    load = admission["load_average_before"][0], admission["load_average_after"][0]
+    lines = ["Pod create through the API server (kube-apiserver + etcd, one run, namespaces alternating; ms): "
+             "without the webhooks, with them (mutate + validate, OPA over TLS), and the difference. "
+             "OPA eval: `timer_rego_query_eval_ns` of the two replayed reviews (mutate + validate), median; "
+             f"OPA per call: mean server time of the webhook calls in the cell; over 5 s: creates slower than the "
+             "default timeoutSeconds (registered with 30 here), which the default would refuse. "
+             f"Load average {load[0]:.1f} at the start, {load[1]:.1f} at the end ({admission['cpus']} cores).", "",
+             "| containers | creators | samples | p50 without | p50 with | **added p50** | p99 without | p99 with "
+             "| **added p99** | OPA eval p50 (mutate + validate) | added p50 / OPA eval | OPA per call | over 5 s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in admission["rows"]:
+        evaluated = evals[row["containers"]]
+        lines.append(
+            f"| {row['containers']} | {row['creators']} | {row['samples']} | {row['without_p50_ms']:.1f} | "
+            f"{row['with_p50_ms']:.1f} | **{row['added_p50_ms']:.1f}** | {row['without_p99_ms']:.1f} | "
+            f"{row['with_p99_ms']:.1f} | **{row['added_p99_ms']:.1f}** | {evaluated['eval_p50_ms']:.1f} "
+            f"({evaluated['mutate_eval_p50_ms']:.1f} + {evaluated['validate_eval_p50_ms']:.1f}) | "
+            f"{row['added_p50_ms'] / evaluated['eval_p50_ms']:.2f} | {row['opa_server_mean_ms_per_call']:.1f} | "
+            f"{row['with_over_default_timeout']} |")
+    return lines
+
+
+def admission_only(out_dir: str, admission_path: str) -> int:
+    admission = json.loads(Path(admission_path).read_text())
+    check_admission(admission)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    short = admission["short"]
+    lines = [f"# Admission latency {stamp}{' (short mode: smoke test, not figures)' if short else ''}", "",
+             *admission_table(admission)]
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{stamp}-admission{'-short' if short else ''}"
+    (folder / f"{name}.json").write_text(json.dumps({"timestamp": stamp, "admission": admission}, indent=2) + "\n")
+    (folder / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {folder / name}.json and .md")
+    return 0
+
+
+def main(out_dir: str, eval_path: str, admission_path: str, *inputs: str) -> int:
+    if out_dir == "--admission":
+        return admission_only(eval_path, admission_path)
     evaluation = json.loads(Path(eval_path).read_text())
     check_eval(evaluation)
+    admission = json.loads(Path(admission_path).read_text())
+    check_admission(admission)
     runs = [json.loads(Path(path).read_text()) for path in inputs]
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     short = any(run["short"] for run in runs)
@@ -86,12 +154,12 @@ def main(out_dir: str, eval_path: str, *inputs: str) -> int:
         m = run["memory"]
         lines.append(f"| {run['models']} | {m['calls']} | {m['rss_before_mb']:.1f} | {m['rss_after_mb']:.1f} | "
                      f"**{m['rss_growth_mb']:.2f}** |")
-    lines += ["", *eval_table(evaluation)]
+    lines += ["", *eval_table(evaluation), "", *admission_table(admission)]
     table = "\n".join(lines) + "\n"
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{stamp}{'-short' if short else ''}"
-    document = {"timestamp": stamp, "runs": runs, "opa_eval": evaluation}
+    document = {"timestamp": stamp, "runs": runs, "opa_eval": evaluation, "admission": admission}
     (folder / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
     (folder / f"{name}.md").write_text(table)
     print(table)

@@ -42,7 +42,8 @@ from ..conftest import POLICIES
 from ..kube.cluster import ControlPlane
 from ..kube.fixtures import REPORT
 from ..kube.test_admission import differences
-from ..kube.webhook import Webhook, audit_of, comparable, selected
+from ..kube.webhook import Webhook, audit_of, comparable
+from ..kube.webhooks import selected
 from ..test_empty_values import api_decoded
 from .conftest import run_airflow
 from .test_kube_e2e import (

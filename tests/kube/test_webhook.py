@@ -41,7 +41,8 @@ from ..test_policy_samples import SAMPLES
 from .cluster import ApiResult, ControlPlane, _warning_text
 from .conftest import REPORT
 from .test_admission import differences
-from .webhook import SCHEDULER, WEBHOOKS, audit_of, comparable, selected
+from .webhook import SCHEDULER, audit_of, comparable
+from .webhooks import WEBHOOKS, selected
 
 
 def test_the_webhooks_are_registered_from_the_commands_output(webhook, kube_cluster):

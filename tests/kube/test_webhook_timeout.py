@@ -22,19 +22,17 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
-from click.testing import CliRunner
 
 from airflow_opa_mutation import AUDIT_ANNOTATION
-from airflow_opa_mutation.cli import cli
 from airflow_opa_mutation.cli._local_opa import LocalOpa
 from airflow_opa_mutation.cli.admission import PATHS
 
 from ..conftest import POLICIES
 from ..reliability.certs import TestCA
+from . import webhooks
 from .cluster import ControlPlane, free_ports
+from .webhooks import PRIVILEGED, selected, unregister, wait_until_judged
 
-WEBHOOKS = ("mutatingwebhookconfigurations", "validatingwebhookconfigurations")
 MUTATE, VALIDATE = PATHS["mutate"], PATHS["validate"]
 HOLD = 5.0  # seconds a held review waits: far past timeoutSeconds 1, bounded so no thread lingers
 POD = {
@@ -42,12 +40,6 @@ POD = {
     "kind": "Pod",
     "metadata": {"name": "clean"},
     "spec": {"containers": [{"name": "c", "image": "busybox:1"}]},
-}
-PRIVILEGED = {
-    "apiVersion": "v1",
-    "kind": "Pod",
-    "metadata": {"name": "privileged"},
-    "spec": {"containers": [{"name": "c", "image": "busybox:1", "securityContext": {"privileged": True}}]},
 }
 
 
@@ -114,42 +106,18 @@ def slow_opa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlowOpa]:
 def register(kube: ControlPlane, url: str, ca_file: Path, name: str, failure_policy: str,
              timeout: int = 1) -> list[dict[str, Any]]:
     """The command's configurations for OPA at ``url``, named ``name``, selecting label ``aom-timeout=<name>``."""
-    output = CliRunner().invoke(cli, [
-        "admission", "manifests", "--url", url, "--ca-file", str(ca_file), "--timeout-seconds", str(timeout),
-        "--failure-policy", failure_policy, "--namespace-label", f"aom-timeout={name}",
-    ], catch_exceptions=False)
-    assert output.exit_code == 0, output.output
-    documents = list(yaml.safe_load_all(output.stdout))
-    for document, plural in zip(documents, WEBHOOKS, strict=True):
+    documents = webhooks.register(
+        kube, url, ca_file, "--timeout-seconds", str(timeout), "--failure-policy", failure_policy,
+        "--namespace-label", f"aom-timeout={name}", name=name,
+    )
+    for document in documents:
         [webhook] = document["webhooks"]
         assert (webhook["timeoutSeconds"], webhook["failurePolicy"]) == (timeout, failure_policy)
-        document["metadata"]["name"] = name  # beside test_webhook.py's configurations
-        created = kube.request("POST", f"/apis/admissionregistration.k8s.io/v1/{plural}", document)
-        assert created.status == 201, created
     return documents
 
 
-def unregister(kube: ControlPlane, name: str) -> None:
-    for plural in WEBHOOKS:
-        kube.request("DELETE", f"/apis/admissionregistration.k8s.io/v1/{plural}/{name}")
-
-
 def namespace(kube: ControlPlane, name: str, label: str | None) -> str:
-    labels = {"aom-timeout": label} if label else {}
-    result = kube.request("POST", "/api/v1/namespaces",
-                          {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
-    assert result.ok, result
-    kube.service_account(name, "default")
-    return name
-
-
-def wait_until_judged(kube: ControlPlane, name: str) -> None:
-    """With the relay fast, wait until the new configurations refuse a privileged pod (a readiness wait)."""
-    for _ in range(300):
-        if "denied by policy" in kube.create_pod(name, PRIVILEGED, dry_run=True).message:
-            return
-        threading.Event().wait(0.2)
-    raise AssertionError("the webhooks never judged a pod")
+    return selected(kube, name, labelled=label is not None, label=("aom-timeout", label or ""))
 
 
 @pytest.fixture
@@ -195,5 +163,5 @@ def test_with_ignore_a_slow_opa_lets_the_pod_through_unjudged(configured, kube_c
     # the price of Ignore: what the policies refuse with a fast OPA is created when OPA is slow
     privileged = kube_cluster.create_pod(configured, copy.deepcopy(PRIVILEGED))
     assert privileged.status == 201, privileged
-    stored = kube_cluster.get_pod(configured, "privileged")
+    stored = kube_cluster.get_pod(configured, PRIVILEGED["metadata"]["name"])
     assert json.dumps(stored.body["spec"]["containers"][0]["securityContext"]) == '{"privileged": true}'
