@@ -50,6 +50,25 @@ def test_env_alone_works_without_airflow():
     assert s.decision_path == "x/y"
 
 
+def test_mode_off_the_kill_switch_from_env_or_airflow_cfg():
+    """``mode = off`` (issue 25, item 13): the operator's environment or airflow.cfg turns the hook off."""
+    assert load_settings({"AIRFLOW__OPA_MUTATION__MODE": "OFF"}, FakeAirflowConf({})).mode == "off"
+    assert load_settings({}, FakeAirflowConf({"mode": "off"})).mode == "off"
+    assert load_settings({"AIRFLOW__OPA_MUTATION__MODE": "enforce"}, FakeAirflowConf({"mode": "off"})).mode == "enforce"
+    assert Settings(mode="off").mode == "off"
+
+
+def test_mode_off_holds_when_the_rest_of_the_configuration_is_broken(tmp_path):
+    """The incident the switch is for may be the configuration itself (a token file that is no longer
+    mounted, a bad url): with ``mode = off`` a bad value elsewhere does not stop the hook from standing
+    down; with any other mode it is still a ConfigError."""
+    broken = {"AIRFLOW__OPA_MUTATION__TOKEN_FILE": str(tmp_path / "unmounted"), "AIRFLOW__OPA_MUTATION__TIMEOUT": "soon"}
+    assert load_settings({**broken, "AIRFLOW__OPA_MUTATION__MODE": "off"}, FakeAirflowConf({})).mode == "off"
+    assert load_settings(broken, FakeAirflowConf({"mode": "off"})).mode == "off"
+    with pytest.raises(ConfigError):
+        load_settings({**broken, "AIRFLOW__OPA_MUTATION__MODE": "dry-run"}, FakeAirflowConf({}))
+
+
 @pytest.mark.parametrize(
     ("key", "value", "needle"),
     [
@@ -63,7 +82,7 @@ def test_env_alone_works_without_airflow():
         ("timeout", "-1", "positive"),
         ("timeout", "inf", "positive"),
         ("fail_mode", "maybe", "closed, open"),
-        ("mode", "audit", "enforce, dry-run"),
+        ("mode", "audit", "enforce, dry-run, off"),
         ("token_file", "/no/such/token", "no such file"),
         ("ca_bundle", "/no/such/ca.pem", "no such file"),
         ("max_patch_ops", "0", "at least 1"),

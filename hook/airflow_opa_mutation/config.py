@@ -8,6 +8,7 @@ default. Every value is validated once, when the hook is built, so a typo fails 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -17,6 +18,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+
+log = logging.getLogger("airflow_opa_mutation")
 
 SECTION = "opa_mutation"
 ENV_PREFIX = "AIRFLOW__OPA_MUTATION__"
@@ -38,7 +41,8 @@ AIRFLOW_LABELS = (
 )
 
 FailMode = Literal["closed", "open"]
-Mode = Literal["enforce", "dry-run"]
+#: ``off`` is the kill switch: the hook leaves every pod alone and never asks OPA (``MutationHook.__call__``).
+Mode = Literal["enforce", "dry-run", "off"]
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "decision_path": lambda key, raw: raw.strip().strip("/"),
     "timeout": _positive_float,
     "fail_mode": _choice("closed", "open"),
-    "mode": _choice("enforce", "dry-run"),
+    "mode": _choice("enforce", "dry-run", "off"),
     "token": _text,
     "token_file": _text,
     "ca_bundle": _text,
@@ -214,8 +218,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("timeout", settings.timeout, "expected a positive, finite number of seconds")
     if settings.fail_mode not in ("closed", "open"):
         raise ConfigError("fail_mode", settings.fail_mode, "expected one of closed, open")
-    if settings.mode not in ("enforce", "dry-run"):
-        raise ConfigError("mode", settings.mode, "expected one of enforce, dry-run")
+    if settings.mode not in ("enforce", "dry-run", "off"):
+        raise ConfigError("mode", settings.mode, "expected one of enforce, dry-run, off")
     if not settings.decision_path or any(not seg for seg in settings.decision_path.split("/")):
         raise ConfigError("decision_path", settings.decision_path, "expected a path like airflow/pod/decision")
     _validate_counts(settings)
@@ -275,11 +279,21 @@ def read_raw(environ: Mapping[str, str] | None = None, airflow_conf: Any | None 
 
 
 def settings_from_raw(sources: Mapping[str, Source]) -> Settings:
+    mode = sources.get("mode")
+    off = mode is not None and mode.raw is not None and _PARSERS["mode"]("mode", mode.raw) == "off"
     values: dict[str, Any] = {}
-    for key, source in sources.items():
-        if source.raw is not None:
-            values[key] = _PARSERS[key](key, source.raw)
-    return Settings(**values)
+    try:
+        for key, source in sources.items():
+            if source.raw is not None:
+                values[key] = _PARSERS[key](key, source.raw)
+        return Settings(**values)
+    except ConfigError as exc:
+        # The kill switch must work when the incident is the configuration itself (an unmounted token
+        # file, a bad url): with mode = off nothing else is used, so a bad value elsewhere cannot block it.
+        if not off:
+            raise
+        log.warning("opa_mutation mode=off: ignoring the rest of the configuration, which is invalid: %s", exc)
+        return Settings(mode="off")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, airflow_conf: Any | None = None) -> Settings:

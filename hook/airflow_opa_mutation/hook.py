@@ -11,6 +11,7 @@ import difflib
 import importlib
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -57,6 +58,9 @@ class Outcome:
     applied: bool = False
     #: ``input.airflow`` as sent to OPA: the ids Airflow set for the pod's task and the launcher.
     airflow: dict[str, Any] = field(default_factory=dict)
+    #: What the hook did, as the metrics' ``outcome`` tag: applied, unchanged, denied, error, failed_open;
+    #: in dry-run would_change, no_change, would_deny, error. Set when the hook acts on the outcome.
+    result: str = ""
 
     def diff(self) -> str:
         """A unified diff of the pod as JSON, before and after the patch, its credentials redacted.
@@ -84,7 +88,10 @@ class MutationHook:
         metrics: Callable[..., None] | None = None,
         trust_pod_ids: bool = False,
     ) -> None:
-        """``trust_pod_ids``: for tools that stand in for Airflow (the command line's previews, the demo),
+        """``metrics``: called as ``metrics("incr" | "timing", name, *values, tags={...})``, like Airflow's
+        ``Stats`` (docs/running-at-scale.md, "Airflow metrics of the hook"); its failures never fail a pod.
+
+        ``trust_pod_ids``: for tools that stand in for Airflow (the command line's previews, the demo),
         the Airflow ids a pod states are taken as confirmed. Never for the hook Airflow calls, where
         they are the DAG author's to write (docs/threat-model.md)."""
         self.settings = settings if settings is not None else load_settings()
@@ -94,6 +101,7 @@ class MutationHook:
         self._local = threading.local()
         self._params = "provenance=true" if self.settings.provenance else ""
         self._bundles_ready = False
+        self._said_off = False
 
     def close(self) -> None:
         self.client.close()
@@ -105,6 +113,9 @@ class MutationHook:
         Python raise (a ``__str__`` that raises, nesting past the recursion limit) is the pod's fault and
         a :class:`PatchRejected`, in both fail modes.
         """
+        if self.settings.mode == "off":
+            self._say_off()
+            return
         try:
             if self._already_applied(pod):
                 return
@@ -124,7 +135,8 @@ class MutationHook:
         """
         started = time.perf_counter()
         decision_path = self.settings.decision_path
-        mode = mode or self.settings.mode
+        # The kill switch stops the hook acting (__call__); a tool evaluating explicitly asks as enforce.
+        mode = "enforce" if (mode or self.settings.mode) == "off" else (mode or self.settings.mode)
         ref = PodRef(None, None)
         outcome = Outcome(pod=ref, request_uid=str(uuid.uuid4()), mode=mode)
         try:
@@ -222,28 +234,37 @@ class MutationHook:
                 log.warning("policy warning for %s: %s", outcome.pod, _line(message))
         error = outcome.error
         if outcome.mode == "dry-run":
+            if isinstance(error, PodDenied):
+                self._count(outcome, "would_deny", "dry_run", "would_deny")
+            elif error is not None:  # OPA down, or a pod that cannot be judged: as visible as in enforce
+                self._count(outcome, "error", "dry_run", "errors")
+            else:
+                result = "would_change" if outcome.changed else "no_change"
+                self._count(outcome, result, "dry_run", *(("would_change",) if outcome.changed else ()))
             self._log_dry_run(outcome)
-            self._count("dry_run")
             return
         if isinstance(error, PodDenied):
             log.error("%s", _line(error))
-            self._count("denied")
+            self._count(outcome, "denied", "denied")
             self._log_summary(outcome, "denied")
             raise error
         if error is not None:
-            self._count("errors")
             # Only an OPA that cannot be asked may be bypassed; a pod that cannot be judged never is.
             if self.settings.fail_mode == "open" and isinstance(error, OpaUnavailable):
+                # Always logged and counted: a pod that made OPA unavailable must not pass unseen.
                 log.error("fail_mode=open, letting the pod through unchanged: %s", _line(error))
+                self._count(outcome, "failed_open", "errors", "failed_open")
                 self._log_summary(outcome, "failed-open")
                 return
+            self._count(outcome, "error", "errors")
             self._log_summary(outcome, "failed")
             raise error
         if outcome.new_pod is not None and outcome.changed:
             _pod_codec.swap_in(pod, outcome.new_pod)
             outcome.applied = True
             self._remember(pod, outcome.after)
-        self._count("applied" if outcome.applied else "unchanged")
+        result = "applied" if outcome.applied else "unchanged"
+        self._count(outcome, result, result)
         self._log_summary(outcome, "mutated" if outcome.applied else "unchanged")
 
     def _log_summary(self, outcome: Outcome, verdict: str) -> None:
@@ -266,7 +287,7 @@ class MutationHook:
             policies or "-",
             outcome.duration * 1000,
         )
-        self._timing(outcome.duration)
+        self._timing(outcome)
 
     def _log_dry_run(self, outcome: Outcome) -> None:
         error = outcome.error
@@ -310,13 +331,57 @@ class MutationHook:
 
     # -- metrics ------------------------------------------------------------------------------------------
 
-    def _count(self, what: str) -> None:
-        if self._metrics is not None:
-            self._metrics("incr", f"opa_mutation.{what}")
+    def _say_off(self) -> None:
+        """``mode = off``, the kill switch: said once per hook (a benign race may say it twice)."""
+        if not self._said_off:
+            self._said_off = True
+            log.warning(
+                "opa_mutation mode=off: pods are not evaluated nor mutated, OPA is not asked and nothing is "
+                "counted, until [opa_mutation] mode is set back to enforce or dry-run"
+            )
 
-    def _timing(self, seconds: float) -> None:
-        if self._metrics is not None:
-            self._metrics("timing", "opa_mutation.duration", seconds * 1000)
+    def _count(self, outcome: Outcome, result: str, *counters: str) -> None:
+        """Each counter once, tagged with the mode and the pod's result (``result``); then, per policy the
+        decision names, ``opa_mutation.policy`` tagged with what it asked for (deny, patch, warn)."""
+        outcome.result = result
+        if self._metrics is None:
+            return
+        for counter in counters:
+            self._emit("incr", f"opa_mutation.{counter}", tags={"mode": outcome.mode, "outcome": result})
+        decision = outcome.decision
+        if decision is None:
+            return
+        asked = (
+            ("deny", [message.policy for message in decision.deny]),
+            ("patch", list(decision.policies)),
+            ("warn", [message.policy for message in decision.warn]),
+        )
+        for what, policies in asked:
+            for policy in dict.fromkeys(_policy_tag(name) for name in policies if name):
+                self._emit(
+                    "incr", "opa_mutation.policy", tags={"mode": outcome.mode, "outcome": what, "policy": policy}
+                )
+
+    def _timing(self, outcome: Outcome) -> None:
+        tags = {"mode": outcome.mode, "outcome": outcome.result}
+        self._emit("timing", "opa_mutation.duration", outcome.duration * 1000, tags=tags)
+
+    def _emit(self, kind: str, name: str, *args: Any, tags: dict[str, str] | None) -> None:
+        if self._metrics is None:
+            return
+        try:
+            self._metrics(kind, name, *args, tags=tags)
+        except Exception:  # metrics never decide a pod's fate
+            log.debug("metrics callback failed", exc_info=True)
+
+
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _policy_tag(name: str) -> str:
+    """A policy name as a tag value: statsd's InfluxDB tags drop values with ',' or '=', so only the
+    characters Airflow allows in stat names, and a bounded length (names come from the policies)."""
+    return _TAG_UNSAFE.sub("_", name)[:63]
 
 
 def _line(value: object) -> str:
@@ -380,9 +445,9 @@ def _airflow_stats() -> Callable[..., None] | None:
     if stats is None:
         return None
 
-    def emit(kind: str, name: str, *args: Any) -> None:
+    def emit(kind: str, name: str, *args: Any, tags: dict[str, str] | None = None) -> None:
         try:
-            getattr(stats, kind)(name, *args)
+            getattr(stats, kind)(name, *args, tags=tags)
         except Exception:  # a broken metrics backend must not block pods
             log.debug("metrics backend failed", exc_info=True)
 

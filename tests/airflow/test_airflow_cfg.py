@@ -7,6 +7,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from kubernetes import client as k8s
 
 from .conftest import airflow_env, run_airflow
 
@@ -109,3 +110,48 @@ def test_bad_value_in_airflow_cfg_is_a_config_error_naming_the_key(tmp_path, lib
     assert result["settings"] is None  # the hook was never built
     assert result["error"].startswith("ConfigError: ")
     assert "[opa_mutation] timeout = 'soon'" in result["error"]  # raised even with fail_mode = open
+
+
+@pytest.mark.parametrize("where", ["airflow.cfg", "env"])
+def test_kill_switch_mode_off_from_the_operator_s_configuration(tmp_path, stopped_opa_url, where):
+    """``mode = off`` (issue 25, item 13) in airflow.cfg or the process environment: the pod Airflow hands
+    the hook goes through untouched although OPA is down and fail_mode is closed, and the hook says once
+    that it is off."""
+    cfg_mode = "off" if where == "airflow.cfg" else "enforce"
+    _write_cfg(tmp_path, f"""
+        [opa_mutation]
+        url = {stopped_opa_url}
+        fail_mode = closed
+        mode = {cfg_mode}
+    """)
+    env = airflow_env(tmp_path, **({"AIRFLOW__OPA_MUTATION__MODE": "off"} if where == "env" else {}))
+    result = run_airflow(PROBE, env)
+    assert result["origins"]["mode"] == [where, "off"]
+    assert result["settings"]["mode"] == "off"
+    assert result["error"] is None
+    assert result["automount"] is None  # nothing applied
+    assert [level for level, msg in result["records"] if "mode=off" in msg] == ["WARNING"]
+
+
+def test_dag_authors_cannot_turn_the_hook_off(template_file, library_opa, process_hook):
+    """What a DAG author controls of the pod (its labels, annotations, the base container's environment
+    through ``executor_config``'s ``pod_override``) never sets the mode: the scheduler's hook still
+    enforces, and the environment variable itself is denied by ``protect_enforcement``."""
+    from airflow.providers.cncf.kubernetes.exceptions import PodMutationHookException
+
+    from airflow_opa_mutation import PodDenied
+
+    from .conftest import construct
+
+    process_hook(library_opa.url)
+    off = {"mode": "off", "opa_mutation/mode": "off", "airflow-opa-mutation/mode": "off"}
+    metadata = k8s.V1ObjectMeta(labels={"mode": "off"}, annotations=off)
+    privileged = k8s.V1Container(name="base", security_context=k8s.V1SecurityContext(privileged=True))
+    with pytest.raises(PodMutationHookException) as raised:
+        construct(template_file, {"pod_override": k8s.V1Pod(metadata=metadata, spec=k8s.V1PodSpec(containers=[privileged]))})
+    assert isinstance(raised.value.__cause__, PodDenied) and "[deny_privileged]" in str(raised.value.__cause__)
+    in_env = k8s.V1Container(name="base", env=[k8s.V1EnvVar(name="AIRFLOW__OPA_MUTATION__MODE", value="off")])
+    with pytest.raises(PodMutationHookException) as raised:
+        construct(template_file, {"pod_override": k8s.V1Pod(metadata=metadata, spec=k8s.V1PodSpec(containers=[in_env]))})
+    assert isinstance(raised.value.__cause__, PodDenied)
+    assert "[protect_enforcement]" in str(raised.value.__cause__) and "AIRFLOW__OPA_MUTATION__MODE" in str(raised.value.__cause__)

@@ -135,10 +135,10 @@ def stats_recorder():
             self.calls = []
 
         def incr(self, stat, count=1, rate=1, *, tags=None):
-            self.calls.append(("incr", stat, count))
+            self.calls.append(("incr", stat, count, tags))
 
         def timing(self, stat, dt, *, tags=None):
-            self.calls.append(("timing", stat, dt))
+            self.calls.append(("timing", stat, dt, tags))
 
     saved = (stats_module._factory, stats_module._export_legacy_names)
     recorder = Recorder()
@@ -147,35 +147,123 @@ def stats_recorder():
     Stats.initialize(factory=saved[0], export_legacy_names=saved[1])
 
 
-def test_counters_and_timer_reach_airflow_stats(
-    template_file, library_opa, stopped_opa_url, process_hook, stats_recorder, hook_clock
-):
+def _pods_through_every_outcome(template_file, library_opa, stopped_opa_url, process_hook):
+    """One pod per outcome, enforce then dry-run, through Airflow's own pod construction."""
     from airflow import settings
     from airflow.providers.cncf.kubernetes.exceptions import PodMutationHookException
     from kubernetes import client as k8s
 
+    privileged = override(security_context=k8s.V1SecurityContext(privileged=True))
     process_hook(library_opa.url)
     mutated = construct(template_file)  # applied
     settings.pod_mutation_hook(copy.deepcopy(mutated))  # the library has nothing left to do: unchanged
     with pytest.raises(PodMutationHookException):  # denied
-        construct(template_file, override(security_context=k8s.V1SecurityContext(privileged=True)))
+        construct(template_file, privileged)
     process_hook(stopped_opa_url, timeout=0.5)
     with pytest.raises(PodMutationHookException):  # errors (fail closed)
         construct(template_file)
     process_hook(stopped_opa_url, timeout=0.5, fail_mode="open")
-    construct(template_file)  # errors (fail open)
+    construct(template_file)  # errors and failed_open
     process_hook(library_opa.url, mode="dry-run")
-    construct(template_file)  # dry_run
+    construct(template_file)  # dry_run, would_change
+    settings.pod_mutation_hook(copy.deepcopy(mutated))  # dry_run, nothing would change
+    construct(template_file, privileged)  # dry_run, would_deny: nothing raised
+    process_hook(stopped_opa_url, timeout=0.5, mode="dry-run")
+    construct(template_file)  # dry_run, errors: OPA down is as visible as in enforce
 
-    counters = [(stat, count) for kind, stat, count in stats_recorder.calls if kind == "incr"]
-    assert counters == [
-        ("opa_mutation.applied", 1),
-        ("opa_mutation.unchanged", 1),
-        ("opa_mutation.denied", 1),
-        ("opa_mutation.errors", 1),
-        ("opa_mutation.errors", 1),
-        ("opa_mutation.dry_run", 1),
-    ]
-    timings = [dt for kind, stat, dt in stats_recorder.calls if kind == "timing" and stat == "opa_mutation.duration"]
-    assert timings == [250.0] * 6  # one per pod, in milliseconds: each evaluation's 0.25 s
-    assert {kind for kind, _, _ in stats_recorder.calls} == {"incr", "timing"}
+
+#: Per pod, the counters (name, mode, outcome tag) the hook emits, in the order of the pods above.
+EXPECTED_COUNTERS = [
+    [("applied", "enforce", "applied")],
+    [("unchanged", "enforce", "unchanged")],
+    [("denied", "enforce", "denied")],
+    [("errors", "enforce", "error")],
+    [("errors", "enforce", "failed_open"), ("failed_open", "enforce", "failed_open")],
+    [("dry_run", "dry-run", "would_change"), ("would_change", "dry-run", "would_change")],
+    [("dry_run", "dry-run", "no_change")],
+    [("dry_run", "dry-run", "would_deny"), ("would_deny", "dry-run", "would_deny")],
+    [("dry_run", "dry-run", "error"), ("errors", "dry-run", "error")],
+]
+
+
+def test_counters_and_timer_reach_airflow_stats(
+    template_file, library_opa, stopped_opa_url, process_hook, stats_recorder, hook_clock
+):
+    _pods_through_every_outcome(template_file, library_opa, stopped_opa_url, process_hook)
+
+    calls = stats_recorder.calls
+    pods, current = [], []
+    for kind, stat, value, tags in calls:  # the timer closes each pod's metrics
+        if kind == "timing":
+            assert stat == "opa_mutation.duration" and value == 250.0  # each evaluation's 0.25 s, in ms
+            pods.append((current, tags))
+            current = []
+        elif stat != "opa_mutation.policy":
+            assert value == 1
+            current.append((stat.removeprefix("opa_mutation."), tags["mode"], tags["outcome"]))
+            assert set(tags) == {"mode", "outcome"}
+    assert current == []
+    assert [counters for counters, _ in pods] == EXPECTED_COUNTERS
+    # The timer carries the pod's mode and outcome too.
+    assert [(tags["mode"], tags["outcome"]) for _, tags in pods] == [c[0][1:] for c in EXPECTED_COUNTERS]
+    assert {kind for kind, *_ in calls} == {"incr", "timing"}
+
+
+def test_policy_counters_are_tagged_with_the_policy_and_what_it_asked_for(
+    template_file, library_opa, stopped_opa_url, process_hook, stats_recorder, hook_log
+):
+    """``opa_mutation.policy``: once per pod per policy that asked for a deny, a patch or a warning."""
+    _pods_through_every_outcome(template_file, library_opa, stopped_opa_url, process_hook)
+    policy = [tags for kind, stat, _, tags in stats_recorder.calls if stat == "opa_mutation.policy"]
+    assert all(set(tags) == {"mode", "outcome", "policy"} for tags in policy)
+    by = {(t["mode"], t["outcome"], t["policy"]) for t in policy}
+    assert ("enforce", "deny", "deny_privileged") in by and ("dry-run", "deny", "deny_privileged") in by
+    applied = next(m for _, m in summaries(hook_log) if m["verdict"] == "mutated")["policies"].split(",")
+    assert {("enforce", "patch", name) for name in applied} <= by
+    assert {outcome for _, outcome, _ in by} <= {"deny", "patch", "warn"}
+
+
+def documented_counters():
+    """The counters of the metrics table in docs/running-at-scale.md ("Airflow metrics of the hook")."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "running-at-scale.md").read_text()
+    section = text[text.index("### Airflow metrics of the hook"):]
+    section = section[: section.index("\n#", 1)]
+    return set(re.findall(r"^\| `(opa_mutation\.[a-z_]+)` \|", section, re.M))
+
+
+def test_the_documented_metrics_table_lists_exactly_what_the_hook_emits(
+    template_file, library_opa, stopped_opa_url, process_hook, stats_recorder
+):
+    _pods_through_every_outcome(template_file, library_opa, stopped_opa_url, process_hook)
+    emitted = {stat for _, stat, _, _ in stats_recorder.calls}
+    assert documented_counters() == emitted
+
+
+def test_tags_reach_the_otel_backend_as_attributes(template_file, library_opa, process_hook):
+    """Airflow's OpenTelemetry backend turns the tags into attributes (statsd shows them only with
+    ``statsd_influxdb_enabled``; plain statsd drops them and keeps the counters)."""
+    from airflow.sdk._shared.observability.metrics import stats as stats_module
+    from airflow.sdk._shared.observability.metrics.otel_logger import SafeOtelLogger
+    from airflow.sdk.observability.stats import Stats
+    from kubernetes import client as k8s
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    saved = (stats_module._factory, stats_module._export_legacy_names)
+    Stats.initialize(factory=lambda: SafeOtelLogger(MeterProvider(metric_readers=[reader])), export_legacy_names=False)
+    try:
+        process_hook(library_opa.url, mode="dry-run")
+        construct(template_file, override(security_context=k8s.V1SecurityContext(privileged=True)))
+    finally:
+        Stats.initialize(factory=saved[0], export_legacy_names=saved[1])
+    points = {}
+    for resource in reader.get_metrics_data().resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    points.setdefault(metric.name, []).append(dict(point.attributes))
+    assert points["airflow.opa_mutation.would_deny"] == [{"mode": "dry-run", "outcome": "would_deny"}]
+    assert {"mode": "dry-run", "outcome": "deny", "policy": "deny_privileged"} in points["airflow.opa_mutation.policy"]

@@ -233,3 +233,12 @@ def test_an_unusable_token_file_is_an_auth_failure(run, library_server, tmp_path
     auth = checks(document)["auth"]
     assert auth["status"] == "fail" and str(token_file) in auth["detail"] and "token_file" in auth["fix"]
     assert "two" not in auth["detail"]  # never the secret
+
+
+def test_doctor_says_the_kill_switch_is_on(run, library_server):
+    """``mode = off`` (issue 25, item 13): doctor warns that the hook does nothing, and how to turn it back on."""
+    env = {"AIRFLOW__OPA_MUTATION__URL": library_server.url, "AIRFLOW__OPA_MUTATION__MODE": "off"}
+    found = checks(parse(run("doctor", "-o", "json", env=env)))["mode"]
+    assert found["status"] == "warn", found
+    assert "mode = off" in found["detail"] and "not evaluated" in found["detail"]
+    assert "enforce" in found["fix"]

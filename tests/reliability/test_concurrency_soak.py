@@ -35,7 +35,7 @@ def test_threads_times_pods_without_cross_talk(start_opa):
     counts: Counter[str] = Counter()
     counts_lock = threading.Lock()
 
-    def metrics(kind: str, name: str, *args: object) -> None:
+    def metrics(kind: str, name: str, *args: object, tags: dict[str, str] | None = None) -> None:
         if kind == "incr":
             with counts_lock:
                 counts[name] += 1
@@ -78,6 +78,7 @@ def test_threads_times_pods_without_cross_talk(start_opa):
     all_uids = set().union(*uids)
     assert len(all_uids) == total  # every pod got its own request back: no answer went to another pod
     assert counts["opa_mutation.applied"] == total  # no lost update
+    assert counts["opa_mutation.policy"] == total  # the one policy, "echo", once per pod
     assert counts["opa_mutation.errors"] == 0 and counts["opa_mutation.denied"] == 0
     rate = total / elapsed
     print(f"\nconcurrency: {THREADS} threads x {PER_THREAD} pods = {total} round trips in {elapsed:.1f}s "

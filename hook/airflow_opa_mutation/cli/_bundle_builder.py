@@ -135,7 +135,9 @@ def _load_document(path: Path) -> Any:
     try:
         import yaml
     except ImportError:  # pragma: no cover - PyYAML comes with the cli and test extras
-        raise BundleError(f"{path}: reading YAML needs PyYAML (pip install pyyaml) or use a .json file") from None
+        raise BundleError(
+            f"{path}: reading YAML needs PyYAML (pip install 'airflow-opa-mutation[cli]') or use a .json file"
+        ) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -443,14 +445,10 @@ def _check_members(members: Mapping[str, bytes], *, signed: bool) -> None:
 
 def keygen(directory: Path, key_id: str = DEFAULT_KEY_ID, bits: int = 3072) -> tuple[Path, Path]:
     """Write ``<key_id>.pem`` (private, mode 0600) and ``<key_id>.pub.pem`` into ``directory``."""
-    try:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-    except ImportError:  # pragma: no cover - cryptography is in the test extra
-        raise BundleError(
-            "keygen needs the cryptography package; or: openssl genrsa -out key.pem 3072 && "
-            "openssl rsa -in key.pem -pubout -out key.pub.pem"
-        ) from None
+    # Without the cli extra this raises ModuleNotFoundError: the console script names the extra (_extras).
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     if not _KEY_ID.match(key_id):
         raise BundleError(f"--key-id {key_id!r}: use letters, digits, '_', '-' and '.'")
     directory.mkdir(parents=True, exist_ok=True)

@@ -121,6 +121,9 @@ def check_mode(settings: Settings) -> list[Check]:
     if settings.mode == "dry-run":
         detail = "mode = dry-run: decisions are logged, nothing is mutated or denied"
         return [Check("mode", "warn", detail, "set [opa_mutation] mode = enforce once the dry-run logs look right")]
+    if settings.mode == "off":
+        detail = "mode = off (the kill switch): pods are not evaluated nor mutated, OPA is not asked"
+        return [Check("mode", "warn", detail, "set [opa_mutation] mode = enforce (or dry-run) after the incident")]
     return [Check("mode", "ok", "mode = enforce")]
 
 

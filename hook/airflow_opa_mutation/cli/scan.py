@@ -41,6 +41,7 @@ from rich.text import Text
 from ..config import Settings
 from ..hook import MutationHook, Outcome
 from ._errors import EXIT_FAILED, EXIT_OK, CliError, handle_errors
+from ._extras import install_hint
 from ._opa_provider import OpaProvider, load_config_file, opa_options
 from ._outcomes import messages_json, outcome_json, verdict
 from ._output import JSON_SCHEMA_VERSION, Output, emit_document, make_output, maybe_progress, output_options_with
@@ -342,9 +343,8 @@ def scan(  # noqa: PLR0917 - one parameter per click option
         import airflow
         import airflow.providers.cncf.kubernetes  # noqa: F401
     except ImportError as exc:
-        raise CliError(
-            f"scan needs Airflow and the cncf.kubernetes provider ({exc})",
-            fix="pip install 'airflow-opa-mutation[airflow,cli]'",
+        raise CliError(  # one line, like every missing extra (_extras)
+            f"scan needs Airflow and the cncf.kubernetes provider ({exc}): {install_hint('airflow,cli')}"
         ) from None
     config = load_config_file(config_file) if config_file is not None else None
     with OpaProvider(url=url, policies=policies, config=config, warn=output.err.print) as provider:
