@@ -90,7 +90,7 @@ def test_the_container_spec_has_one_source_and_every_copy_equals_it():
 
 def test_the_configmap_is_deploy_opa_byte_for_byte():
     data = load("opa-configmap.yaml")["data"]
-    assert data == {"config.yaml": (OPA_DIR / "config.yaml").read_text(), "mask.rego": (OPA_DIR / "mask.rego").read_text()}, (
+    assert data == {name: (OPA_DIR / name).read_text() for name in ("authz.rego", "config.yaml", "mask.rego")}, (
         "regenerate deploy/kubernetes/opa-configmap.yaml (its header says how)"
     )
 
@@ -149,6 +149,10 @@ def test_the_sidecar_is_pinned_and_runs_the_shipped_configuration_mask_and_key()
     assert projected_source(volume, inner) == (configmap["metadata"]["name"], "config.yaml")
     volume, inner = mounted(args[-1])
     assert projected_source(volume, inner) == (configmap["metadata"]["name"], "mask.rego"), "the mask from disk"
+    # OPA's API: system.authz from disk decides every request (tests/bundles/test_kubernetes_sidecar.py runs it).
+    assert flags["authorization"] == "basic" and "--skip-version-check" in args
+    volume, inner = mounted(args[-2])
+    assert projected_source(volume, inner) == (configmap["metadata"]["name"], "authz.rego"), "system.authz from disk"
     key, _, path = flags["set-file"].partition("=")
     assert key == "keys.airflow_bundle.key"
     volume, inner = mounted(path)

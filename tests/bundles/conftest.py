@@ -168,8 +168,19 @@ def opa_status(opa: LocalOpa) -> dict[str, Any]:
 
 
 def active_revision(opa: LocalOpa) -> str | None:
+    if requests.get(f"{opa.url}/v1/status", timeout=2).status_code == 401:
+        return decided_revision(opa)  # the shipped system.authz (deploy/opa/authz.rego) refuses GET /v1/status
     info = opa_status(opa).get("bundles", {}).get(BUNDLE, {})
     revision = info.get("active_revision")
+    return revision if isinstance(revision, str) and revision else None
+
+
+def decided_revision(opa: LocalOpa) -> str | None:
+    """The bundle revision a decision reports (``?provenance=true``): what an OPA whose system.authz allows
+    only decisions and /health says about its bundle."""
+    response = requests.post(f"{opa.url}/v1/data/airflow/pod/decision?provenance=true", json={"input": {}}, timeout=5)
+    response.raise_for_status()
+    revision = response.json()["provenance"].get("bundles", {}).get(BUNDLE, {}).get("revision")
     return revision if isinstance(revision, str) and revision else None
 
 
