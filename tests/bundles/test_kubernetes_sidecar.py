@@ -319,8 +319,9 @@ def test_the_admission_opa_as_shipped_serves_the_webhooks_and_refuses_writes(run
                           "resource": {"group": "", "version": "v1", "resource": "pods"}, "namespace": "airflow",
                           "operation": "CREATE", "userInfo": {"username": "someone"}, "object": pod}}
     for webhook in ("mutate", "validate"):
-        answer = requests.post(f"{opa.url}/v0/data/airflow/pod/admission/{webhook}", json=review, timeout=10,
-                               verify=str(ca.cert_path))
+        # As the API server calls a webhook: its timeout as a query parameter.
+        answer = requests.post(f"{opa.url}/v0/data/airflow/pod/admission/{webhook}?timeout=5s", json=review,
+                               timeout=10, verify=str(ca.cert_path))
         assert answer.status_code == 200, answer.text
         assert answer.json()["response"]["uid"] == "u-1", answer.json()
     assert_writes_refused(opa.url, opa.etc, verify=str(ca.cert_path))

@@ -277,6 +277,15 @@ def test_the_shipped_authorization_passes_every_check(run, start_opa):
     assert requests.put(f"{opa.url}/v1/data/x", json={}, timeout=5).status_code == 401
 
 
+def test_a_decision_path_the_shipped_authorization_does_not_list_is_refused_with_a_fix(run, library_server):
+    env = {"AIRFLOW__OPA_MUTATION__DECISION_PATH": "airflow/pod/other"}
+    result = run("doctor", "--url", library_server.url, "-o", "json", env=env)
+    assert result.exit_code == 1
+    auth = checks(parse(result))["auth"]
+    assert auth["status"] == "fail" and "401" in auth["detail"], auth
+    assert "add airflow/pod/other to its decision_paths" in auth["fix"]
+
+
 def test_the_local_opa_of_policies_is_not_asked_to_write(run):
     found = checks(parse(run("doctor", "--policies", str(LIBRARY), "-o", "json")))
     assert found["writes"]["status"] == "skip"

@@ -252,7 +252,10 @@ def check_decision_request(probe: Probe) -> list[Check]:
     except OpaUnavailable as exc:
         if exc.status in (401, 403):
             detail = f"OPA refused the decision request: HTTP {exc.status}"
-            fix = "set token or token_file to a token OPA's system.authz policy accepts"
+            fix = (
+                "set token or token_file to a token OPA's system.authz policy accepts; with the shipped "
+                f"deploy/opa/authz.rego, add {probe.settings.decision_path} to its decision_paths"
+            )
             raise StopChecks(Check("auth", "fail", detail, fix)) from None
         fix = "read OPA's log; a policy evaluation error names the rule"
         raise StopChecks(Check("decision", "fail", f"the decision request failed: {exc.reason}", fix)) from None
