@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -156,6 +158,17 @@ def start_sidecar(
         # Stopped by SIGTERM itself (LocalOpa.stop kills it only after a 10 s grace): a clean shutdown.
         if process is not None and process.returncode == -signal.SIGKILL:
             raise AssertionError(f"OPA did not stop on SIGTERM and was killed:\n{opa.logs()[-2000:]}")
+
+
+def compose_certificate(folder: Path, san: str | None = None) -> Path:
+    """docker-compose.yml's header command for the bundle server's certificate, run as written except its
+    output folder and, with ``san``, the name (IP:127.0.0.1 for a loopback server, for DNS:bundle-server)."""
+    header = (REPO / "docker-compose.yml").read_text()
+    [line] = [line.removeprefix("#").strip() for line in header.splitlines() if "openssl req" in line]
+    assert line.startswith("mkdir -p build/bundle-tls && openssl req "), line
+    command = line.replace("build/bundle-tls", shlex.quote(str(folder))).replace("DNS:bundle-server", san or "DNS:bundle-server")
+    subprocess.run(["bash", "-c", command], check=True, capture_output=True, timeout=60)
+    return folder
 
 
 def opa_status(opa: LocalOpa) -> dict[str, Any]:

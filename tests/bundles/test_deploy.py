@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import requests
 import yaml
@@ -17,7 +15,7 @@ import yaml
 from airflow_opa_mutation.cli._local_opa import free_port, opa_binary
 
 from ..conftest import REPO, decision_policy
-from .conftest import CONFIG, RESOURCE, injected_marker, secret_pod, wait_active
+from .conftest import CONFIG, RESOURCE, compose_certificate, injected_marker, secret_pod, wait_active
 from .servers import BundleServer
 
 COLLECTOR = REPO / "deploy" / "collector" / "collector.py"
@@ -76,17 +74,6 @@ def test_sidecar_refuses_to_start_without_the_public_key(tmp_path):
     assert "no keys provided for key ID airflow_bundle" in done.stdout + done.stderr
 
 
-def compose_certificate(folder: Path) -> Path:
-    """docker-compose.yml's header command for the bundle server's certificate, run as written except its
-    output folder and its name: SAN IP:127.0.0.1 (the loopback server here) for DNS:bundle-server."""
-    header = (REPO / "docker-compose.yml").read_text()
-    [line] = [line.removeprefix("#").strip() for line in header.splitlines() if "openssl req" in line]
-    assert line.startswith("mkdir -p build/bundle-tls && openssl req "), line
-    command = line.replace("build/bundle-tls", shlex.quote(str(folder))).replace("DNS:bundle-server", "IP:127.0.0.1")
-    subprocess.run(["bash", "-c", command], check=True, capture_output=True, timeout=60)
-    return folder
-
-
 def test_the_compose_sidecar_command_runs_on_a_real_opa(start_opa, collector, make_bundle, keys, make_hook,
                                                         monkeypatch, tmp_path):
     """docker-compose.yml's `opa` command, verbatim except the container paths (mapped back to the repo's
@@ -95,7 +82,7 @@ def test_the_compose_sidecar_command_runs_on_a_real_opa(start_opa, collector, ma
     certificate the compose header makes, trusted through services.bundles.tls.ca_cert only. OPA's API
     refuses every write (issue 25: a replaced mask sent env values in clear) and still decides."""
     service = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["opa"]
-    tls = compose_certificate(tmp_path / "bundle-tls")
+    tls = compose_certificate(tmp_path / "bundle-tls", san="IP:127.0.0.1")
     mounts = {v.split(":")[1]: REPO / v.split(":")[0] for v in service["volumes"]}
     mounts["/etc/opa/keys/airflow_bundle.pub.pem"] = keys.public  # scripts/bundle-build keygen's output there
     mounts["/etc/opa/bundle-tls/tls.crt"] = tls / "tls.crt"
