@@ -53,8 +53,11 @@ def test_opa_sidecar_is_pinned_and_runs_the_shipped_configuration():
     mounts = _mounts(opa)
     [config] = _option(command, "--config-file")
     assert mounts[config] == (REPO / "deploy" / "opa" / "config.yaml").resolve()
-    # The mask is the only policy loaded from disk; the policies come from the bundle.
+    # The mask and the API's authorization are the only policies loaded from disk; the rest is the bundle's.
     assert mounts[command[-1]] == (REPO / "deploy" / "opa" / "mask.rego").resolve()
+    assert mounts[command[-2]] == (REPO / "deploy" / "opa" / "authz.rego").resolve()
+    assert "--authorization=basic" in command, "the compose network reaches 0.0.0.0:8181: no writes (issue 25)"
+    assert "--skip-version-check" in command
     [key] = _option(command, "--set-file")
     name, _, path = key.partition("=")
     assert name == "keys.airflow_bundle.key"
@@ -66,7 +69,7 @@ def test_bundle_server_and_collector_are_the_services_the_config_points_at():
     compose = _compose()
     services = compose["services"]
     env = services["opa"]["environment"]
-    assert env["AOM_BUNDLE_SERVICE_URL"] == "http://bundle-server:8080"
+    assert env["AOM_BUNDLE_SERVICE_URL"] == "https://bundle-server:8443"
     assert env["AOM_DECISION_LOG_SERVICE_URL"] == "http://decision-log-collector:8080"
     config = yaml.safe_load((REPO / "deploy" / "opa" / "config.yaml").read_text())
     resource = config["bundles"]["airflow"]["resource"]
@@ -116,3 +119,34 @@ def test_airflow_service_is_the_official_image_with_this_package_and_points_at_t
     assert "/health?bundles=true" in " ".join(services["opa"]["healthcheck"]["test"])
     ignored = (REPO / ".dockerignore").read_text().split()
     assert "!hook/" in ignored and "!pyproject.toml" in ignored  # the build context holds the package
+
+
+def test_the_bundle_service_is_https_and_the_sidecar_trusts_only_its_certificate():
+    """nginx serves TLS on the port the sidecar's URL names, with build/bundle-tls/ (the compose header's
+    openssl command writes it; tests/bundles/test_deploy.py runs that command and the sidecar over HTTPS)."""
+    services = _compose()["services"]
+    nginx = (REPO / "deploy" / "bundle-server" / "nginx.conf").read_text()
+    assert re.search(r"^\s*listen 8443 ssl;", nginx, re.MULTILINE) and not re.search(r"listen \d+;", nginx)
+    served = _mounts(services["bundle-server"])
+    assert served["/etc/nginx/tls"] == (REPO / "build" / "bundle-tls").resolve()
+    for name in ("tls.crt", "tls.key"):
+        assert f"/etc/nginx/tls/{name};" in nginx
+    opa = services["opa"]
+    [ca] = [v.split("=", 1)[1] for v in _option(opa["command"], "--set") if v.startswith("services.bundles.tls.ca_cert=")]
+    assert _mounts(opa)[ca] == (REPO / "build" / "bundle-tls" / "tls.crt").resolve()
+    header = (REPO / "docker-compose.yml").read_text().split("\nservices:")[0]
+    assert "-keyout build/bundle-tls/tls.key -out build/bundle-tls/tls.crt" in header
+    assert "subjectAltName=DNS:bundle-server" in header
+
+
+def test_published_ports_stay_on_loopback():
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name}: {port}"
+
+
+def test_every_opa_skips_the_version_check_and_only_the_dev_one_is_open():
+    services = _compose()["services"]
+    for name in ("opa", "opa-dev"):
+        assert "--skip-version-check" in services[name]["command"], name
+    assert "--authorization=basic" not in services["opa-dev"]["command"], "a scratch OPA for policy authors"

@@ -90,7 +90,7 @@ def test_the_container_spec_has_one_source_and_every_copy_equals_it():
 
 def test_the_configmap_is_deploy_opa_byte_for_byte():
     data = load("opa-configmap.yaml")["data"]
-    assert data == {"config.yaml": (OPA_DIR / "config.yaml").read_text(), "mask.rego": (OPA_DIR / "mask.rego").read_text()}, (
+    assert data == {name: (OPA_DIR / name).read_text() for name in ("authz.rego", "config.yaml", "mask.rego")}, (
         "regenerate deploy/kubernetes/opa-configmap.yaml (its header says how)"
     )
 
@@ -158,6 +158,10 @@ def test_the_sidecar_is_pinned_and_runs_the_shipped_configuration_mask_and_key()
     config = yaml.safe_load((OPA_DIR / "config.yaml").read_text())
     assert config["keys"] == "${AOM_BUNDLE_KEYS}"
     assert config["bundles"]["airflow"]["signing"] == {"scope": "${AOM_DEPLOYMENT}", "exclude_files": []}
+    # OPA's API: system.authz from disk decides every request (tests/bundles/test_kubernetes_sidecar.py runs it).
+    assert flags["authorization"] == "basic" and "--skip-version-check" in args
+    volume, inner = mounted(args[-2])
+    assert projected_source(volume, inner) == (configmap["metadata"]["name"], "authz.rego"), "system.authz from disk"
     assert "--bundle" not in args and not any("decision_logs.console" in a for a in args)
 
 

@@ -15,8 +15,11 @@ _sidecar := {
 		"--server",
 		"--addr=127.0.0.1:8181",
 		"--diagnostic-addr=0.0.0.0:8282",
+		"--authorization=basic",
+		"--skip-version-check",
 		"--log-level=info",
 		"--config-file=/etc/opa/config.yaml",
+		"/etc/opa/authz.rego",
 		"/etc/opa/mask.rego",
 	],
 	"envFrom": [

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -161,6 +163,17 @@ def start_sidecar(
             raise AssertionError(f"OPA did not stop on SIGTERM and was killed:\n{opa.logs()[-2000:]}")
 
 
+def compose_certificate(folder: Path, san: str | None = None) -> Path:
+    """docker-compose.yml's header command for the bundle server's certificate, run as written except its
+    output folder and, with ``san``, the name (IP:127.0.0.1 for a loopback server, for DNS:bundle-server)."""
+    header = (REPO / "docker-compose.yml").read_text()
+    [line] = [line.removeprefix("#").strip() for line in header.splitlines() if "openssl req" in line]
+    assert line.startswith("mkdir -p build/bundle-tls && openssl req "), line
+    command = line.replace("build/bundle-tls", shlex.quote(str(folder))).replace("DNS:bundle-server", san or "DNS:bundle-server")
+    subprocess.run(["bash", "-c", command], check=True, capture_output=True, timeout=60)
+    return folder
+
+
 def opa_status(opa: LocalOpa) -> dict[str, Any]:
     """OPA's own status (GET /v1/status; not a policy query, so it is not decision-logged)."""
     response = requests.get(f"{opa.url}/v1/status", timeout=2)
@@ -171,8 +184,19 @@ def opa_status(opa: LocalOpa) -> dict[str, Any]:
 
 
 def active_revision(opa: LocalOpa) -> str | None:
+    if requests.get(f"{opa.url}/v1/status", timeout=2).status_code == 401:
+        return decided_revision(opa)  # the shipped system.authz (deploy/opa/authz.rego) refuses GET /v1/status
     info = opa_status(opa).get("bundles", {}).get(BUNDLE, {})
     revision = info.get("active_revision")
+    return revision if isinstance(revision, str) and revision else None
+
+
+def decided_revision(opa: LocalOpa) -> str | None:
+    """The bundle revision a decision reports (``?provenance=true``): what an OPA whose system.authz allows
+    only decisions and /health says about its bundle."""
+    response = requests.post(f"{opa.url}/v1/data/airflow/pod/decision?provenance=true", json={"input": {}}, timeout=5)
+    response.raise_for_status()
+    revision = response.json()["provenance"].get("bundles", {}).get(BUNDLE, {}).get("revision")
     return revision if isinstance(revision, str) and revision else None
 
 

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 import os
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -23,11 +24,17 @@ from typing import Any
 class _Server:
     handler: type[BaseHTTPRequestHandler]
 
-    def __init__(self, host: str = "127.0.0.1", bind: str | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", bind: str | None = None, tls: tuple[Path, Path] | None = None) -> None:
         # ``host`` is the address clients use; ``bind`` where to listen when that differs (a container
         # reaching the host through its bridge's gateway, which exists only while a container runs).
+        # ``tls``: (certificate, key) to serve HTTPS with.
         self.host = host
+        self.scheme = "https" if tls else "http"
         self.httpd = ThreadingHTTPServer((bind or host, 0), self.handler)
+        if tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.httpd.daemon_threads = True
         self.httpd.owner = self  # type: ignore[attr-defined]
         self.lock = threading.Lock()
@@ -36,7 +43,7 @@ class _Server:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def port(self) -> int:
@@ -83,10 +90,11 @@ class BundleServer(_Server):
 
     handler = _BundleHandler
 
-    def __init__(self, root: Path, host: str = "127.0.0.1", bind: str | None = None) -> None:
+    def __init__(self, root: Path, host: str = "127.0.0.1", bind: str | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.root = root
         self.requests: list[tuple[float, str, int]] = []
-        super().__init__(host, bind)
+        super().__init__(host, bind, tls)
 
     def count(self, path: str, status: int) -> None:
         with self.lock:

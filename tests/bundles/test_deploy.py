@@ -16,7 +16,8 @@ import yaml
 from airflow_opa_mutation.cli._local_opa import free_port, opa_binary
 
 from ..conftest import REPO, decision_policy
-from .conftest import CONFIG, RESOURCE, SCOPE, injected_marker, secret_pod, wait_active
+from .conftest import CONFIG, RESOURCE, SCOPE, compose_certificate, injected_marker, secret_pod, wait_active
+from .servers import BundleServer
 
 COLLECTOR = REPO / "deploy" / "collector" / "collector.py"
 
@@ -84,14 +85,18 @@ def test_sidecar_refuses_to_start_without_the_public_key(tmp_path, keys, message
     assert message in done.stdout + done.stderr
 
 
-def test_the_compose_sidecar_command_runs_on_a_real_opa(start_opa, bundle_server, collector, make_bundle, keys,
-                                                        make_hook, monkeypatch):
+def test_the_compose_sidecar_command_runs_on_a_real_opa(start_opa, collector, make_bundle, keys, make_hook,
+                                                        monkeypatch, tmp_path):
     """docker-compose.yml's `opa` command, verbatim except the container paths (mapped back to the repo's
     files through its volumes), the service hosts (loopback servers instead of compose's DNS names) and a
-    1 s decision-log upload delay (instead of 5-15 s)."""
+    1 s decision-log upload delay (instead of 5-15 s). The bundle comes over HTTPS, from a server with the
+    certificate the compose header makes, trusted through services.bundles.tls.ca_cert only. OPA's API
+    refuses every write (issue 25: a replaced mask sent env values in clear) and still decides."""
     service = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["opa"]
+    tls = compose_certificate(tmp_path / "bundle-tls", san="IP:127.0.0.1")
     mounts = {v.split(":")[1]: REPO / v.split(":")[0] for v in service["volumes"]}
     mounts["/etc/opa/keys/airflow_bundle.pub.pem"] = keys.public  # scripts/bundle-build keygen's output there
+    mounts["/etc/opa/bundle-tls/tls.crt"] = tls / "tls.crt"
 
     def host(arg: str) -> str:
         for container, path in mounts.items():
@@ -100,19 +105,35 @@ def test_the_compose_sidecar_command_runs_on_a_real_opa(start_opa, bundle_server
 
     command = [host(arg) for arg in service["command"]]
     assert command[:2] == ["run", "--server"]
+    assert "--authorization=basic" in command and "--skip-version-check" in command
     at = command.index("--addr")
-    args = command[2:at] + command[at + 2:-1]
+    paths = [arg for arg in command[-2:] if arg.endswith(".rego")]
+    assert paths == [str(REPO / "deploy" / "opa" / "authz.rego"), str(REPO / "deploy" / "opa" / "mask.rego")]
+    args = command[2:at] + command[at + 2:-2]
     args += ["--set", "decision_logs.reporting.min_delay_seconds=1", "--set", "decision_logs.reporting.max_delay_seconds=1"]
-    for name, value in service["environment"].items():
-        monkeypatch.setenv(name, str(value))
-    monkeypatch.setenv("AOM_BUNDLE_SERVICE_URL", bundle_server.url)
-    monkeypatch.setenv("AOM_DECISION_LOG_SERVICE_URL", collector.url)
-    bundle_server.publish(RESOURCE, make_bundle("rev-compose", scope=service["environment"]["AOM_DEPLOYMENT"]))
+    bundle_server = BundleServer(tmp_path / "bundle-server", tls=(tls / "tls.crt", tls / "tls.key"))
+    try:
+        for name, value in service["environment"].items():
+            monkeypatch.setenv(name, str(value))
+        assert service["environment"]["AOM_BUNDLE_SERVICE_URL"].startswith("https://")
+        monkeypatch.setenv("AOM_BUNDLE_SERVICE_URL", bundle_server.url)
+        monkeypatch.setenv("AOM_DECISION_LOG_SERVICE_URL", collector.url)
+        bundle_server.publish(RESOURCE, make_bundle("rev-compose", scope=service["environment"]["AOM_DEPLOYMENT"]))
 
-    opa = start_opa(paths=[command[-1]], args=args)
-    wait_active(opa, "rev-compose")
-    assert injected_marker(make_hook(opa).evaluate(secret_pod()).after) == "rev-compose"
-    collector.wait_for(lambda c: [e for e in c.events if e["labels"].get("deployment") == "docker-compose"])
+        opa = start_opa(paths=paths, args=args)
+        wait_active(opa, "rev-compose")
+        for method, path, body in [("PUT", f"/v1/policies{paths[1]}", "package system.log\n\nmask := set()\n"),
+                                   ("PUT", "/v1/data/airflow_opa_mutation_doctor_probe", "{}"),
+                                   ("PATCH", "/v1/data", '[{"op": "add", "path": "/x", "value": 1}]')]:
+            answer = requests.request(method, opa.url + path, data=body, timeout=5)
+            assert answer.status_code == 401, f"{method} {path}: {answer.status_code} {answer.text}"
+        outcome = make_hook(opa).evaluate(secret_pod())
+        assert injected_marker(outcome.after) == "rev-compose"
+        events = collector.wait_for(lambda c: [e for e in c.events if e.get("decision_id") == outcome.decision.decision_id])
+        assert events[0]["labels"]["deployment"] == "docker-compose"
+        assert "/input/pod/spec/containers/0/env/0/value" in events[0]["erased"], "the mask still masks"
+    finally:
+        bundle_server.stop()
 
 
 def test_the_compose_healthcheck_command_reports_whether_the_server_has_activated_its_bundle(

@@ -34,7 +34,7 @@ from airflow_opa_mutation.cli._bundle_builder import manifest_of
 from airflow_opa_mutation.cli._local_opa import free_port
 
 from ..conftest import REPO
-from .conftest import BUNDLE, MAX_DELAY, MIN_DELAY, RESOURCE, opa_status, wait_until
+from .conftest import BUNDLE, MAX_DELAY, MIN_DELAY, RESOURCE, wait_until
 from .test_kubernetes_sidecar import Sidecar
 
 DOCS = [REPO / "docs" / "running-at-scale.md", REPO / "docs" / "helm.md"]
@@ -82,6 +82,7 @@ class Reader:
         self.bundle_server = bundle_server
         self.collector = collector
         self.sidecar: Sidecar | None = None
+        self.reports_from = 0
         self.pods = 0
         self.events_seen = 0
         self.published: list[Path] = []
@@ -183,21 +184,27 @@ class Reader:
         flags += [f"--set=bundles.{BUNDLE}.polling.min_delay_seconds={MIN_DELAY}",
                   f"--set=bundles.{BUNDLE}.polling.max_delay_seconds={MAX_DELAY}",
                   f"--set=persistence_directory={persistence}"]
-        self.sidecar = Sidecar(flags + positional, port=port, diag_port=diag_port, persistence=persistence).start()
+        self.reports_from = len(self.collector.statuses)  # this pod's status reports come after
+        self.sidecar = Sidecar(flags + positional, port=port, diag_port=diag_port, persistence=persistence,
+                               etc=mounts["/etc/opa"]).start()
         return self.sidecar
 
     def bundle_state(self) -> dict[str, Any]:
+        """The bundle's state in the pod's last status report to the collector (the shipped system.authz
+        refuses GET /v1/status, as it must: task code shares the loopback)."""
         assert self.sidecar is not None
-        state = opa_status(self.sidecar).get("bundles", {}).get(BUNDLE, {})
-        assert isinstance(state, dict)
-        return state
+        for status in reversed(self.collector.statuses[self.reports_from:]):
+            state = status.get("bundles", {}).get(BUNDLE)
+            if isinstance(state, dict):
+                return state
+        return {}
 
 
 def _wait_refused(reader: Reader, since: float, what: str) -> str:
     """The published bundle was downloaded again and refused; returns OPA's message."""
     wait_until(lambda: reader.bundle_server.served_since(since) >= 2, 15, f"two downloads of {what}")
+    wait_until(lambda: reader.bundle_state().get("code") == "bundle_error", 15, f"{what} refused")
     state = reader.bundle_state()
-    assert state.get("code") == "bundle_error", state
     return str(state.get("message"))
 
 

@@ -11,6 +11,7 @@ file loaded from disk under the bundle's root, the mask beside ``--bundle``), ea
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from airflow_opa_mutation.cli._bundle_builder import trusted_keys
 from airflow_opa_mutation.cli._local_opa import LocalOpa, free_port, opa_binary
 
 from ..conftest import REPO, worker_pod
-from .conftest import BUNDLE, MAX_DELAY, MIN_DELAY, RESOURCE, Keys, opa_status, wait_active, wait_until
+from .conftest import BUNDLE, MAX_DELAY, MIN_DELAY, RESOURCE, Keys, wait_active, wait_until
 
 K8S = REPO / "deploy" / "kubernetes"
 #: The credential issue 17 reproduced in OPA's console output with the old docs' sidecar.
@@ -41,10 +42,12 @@ def _load(name: str) -> Any:
 class Sidecar(LocalOpa):
     """An OPA started with exactly the given command line (no flags of LocalOpa's own)."""
 
-    def __init__(self, args: list[str], *, port: int, diag_port: int, persistence: Path) -> None:
-        super().__init__([], port=port)
+    def __init__(self, args: list[str], *, port: int, diag_port: int, persistence: Path, etc: Path,
+                 scheme: str = "http") -> None:
+        super().__init__([], port=port, scheme=scheme)
         self.command = args
         self.persistence = persistence
+        self.etc = etc  # where /etc/opa is: the ConfigMaps' files
         self.diag_url = f"http://127.0.0.1:{diag_port}"
 
     def start(self, *, wait: bool = True) -> Sidecar:
@@ -65,8 +68,11 @@ def run_k8s_sidecar(bundle_server, collector, keys: Keys, tmp_path: Path,
     started: list[Sidecar] = []
 
     def start(*, env: dict[str, str] | None = None, persistence: Path | None = None,
-              extra_paths: list[Path] = ()) -> Sidecar:  # type: ignore[assignment]
-        container = _load("opa-sidecar.yaml")
+              extra_paths: list[Path] = (), container: dict[str, Any] | None = None,  # type: ignore[assignment]
+              tls: Path | None = None) -> Sidecar:
+        """``container``: opa-sidecar.yaml unless given (admission-opa.yaml's); ``tls``: the folder holding
+        tls.crt and tls.key, where the container mounts /etc/opa-tls."""
+        container = container or _load("opa-sidecar.yaml")
         configmap = _load("opa-configmap.yaml")
         root = tmp_path / f"sidecar-{len(started)}"
         etc = root / "etc-opa"  # the projected volume "opa-config", mounted at /etc/opa
@@ -85,10 +91,20 @@ def run_k8s_sidecar(bundle_server, collector, keys: Keys, tmp_path: Path,
         for name, value in ({**variables, **keys_env} if env is None else {**keys_env, **env}).items():
             monkeypatch.setenv(name, value)
 
-        listen = {"--addr=": f"--addr=127.0.0.1:{port}", "--diagnostic-addr=": f"--diagnostic-addr=127.0.0.1:{diag_port}"}
-        args = [next((v for k, v in listen.items() if arg.startswith(k)), arg.replace("/etc/opa", str(etc)))
-                for arg in container["args"]]
-        mask = args.pop()  # the positional path stays last
+        listen = {"--addr=": port, "--diagnostic-addr=": diag_port}  # the scheme given (http://, https://) stays
+
+        def mapped(arg: str) -> str:
+            for flag, free in listen.items():
+                if arg.startswith(flag):
+                    return re.sub(r"[^/=]+:\d+$", f"127.0.0.1:{free}", arg)
+            if tls is not None:
+                arg = arg.replace("/etc/opa-tls", str(tls))
+            return arg.replace("/etc/opa", str(etc))
+
+        args = [mapped(arg) for arg in container["args"]]
+        assert args[0] == "run" and all(a.startswith("--") for a in args[1:] if "=" in a)
+        paths = [a for a in args[1:] if not a.startswith("-")]  # the files loaded from disk stay last
+        args = [a for a in args if a == "run" or a.startswith("-")]
         args += [
             f"--set=persistence_directory={persist}",
             f"--set=bundles.{BUNDLE}.polling.min_delay_seconds={MIN_DELAY}",
@@ -96,9 +112,10 @@ def run_k8s_sidecar(bundle_server, collector, keys: Keys, tmp_path: Path,
             "--set=decision_logs.reporting.min_delay_seconds=1",
             "--set=decision_logs.reporting.max_delay_seconds=1",
             *map(str, extra_paths),
-            mask,
+            *paths,
         ]
-        sidecar = Sidecar(args, port=port, diag_port=diag_port, persistence=persist).start()
+        scheme = "https" if any(a.startswith("--tls-cert-file") for a in args) else "http"
+        sidecar = Sidecar(args, port=port, diag_port=diag_port, persistence=persist, etc=etc, scheme=scheme).start()
         started.append(sidecar)
         return sidecar
 
@@ -146,24 +163,28 @@ def test_the_sidecar_container_runs_on_a_real_opa_masked_and_gated_by_its_probes
 
 
 def test_an_unset_variable_is_kept_literally_and_no_bundle_is_ever_activated(run_k8s_sidecar, bundle_server,
-                                                                              make_bundle):
-    """deploy/opa/config.yaml's ${AOM_BUNDLE_SERVICE_URL} without the env ConfigMap: not "", but the text."""
+                                                                              make_bundle, collector):
+    """deploy/opa/config.yaml's ${AOM_BUNDLE_SERVICE_URL} without the env ConfigMap: not "", but the text.
+    Seen in the status OPA reports to the collector (its own GET /v1/status is refused by system.authz)."""
     bundle_server.publish(RESOURCE, make_bundle("rev-k8s", scope=SCOPE))
-    sidecar = run_k8s_sidecar(env={"AOM_DECISION_LOG_SERVICE_URL": "http://127.0.0.1:9", "AOM_DEPLOYMENT": "x"})
+    sidecar = run_k8s_sidecar(env={"AOM_DECISION_LOG_SERVICE_URL": collector.url, "AOM_DEPLOYMENT": "x"})
 
-    def failed() -> str | None:
-        info = opa_status(sidecar).get("bundles", {}).get(BUNDLE, {})
-        return info.get("message") if info.get("code") == "bundle_error" else None
+    def failed() -> dict[str, Any] | None:
+        for status in reversed(collector.statuses):
+            if status.get("bundles", {}).get(BUNDLE, {}).get("code") == "bundle_error":
+                return status
+        return None
 
-    message = wait_until(failed, 10, "a bundle_error")
+    status = wait_until(failed, 10, "a bundle_error")
+    message = status["bundles"][BUNDLE]["message"]
     assert "$%7BAOM_BUNDLE_SERVICE_URL%7D/bundles/airflow/bundle.tar.gz" in message, message
-    assert opa_status(sidecar)["labels"]["deployment"] == "x"
+    assert status["labels"]["deployment"] == "x"
     assert sidecar.probe() == 500
     assert bundle_server.served_since(0) == 0
 
 
 def test_an_unwritable_persistence_directory_means_no_bundle_is_ever_activated(run_k8s_sidecar, bundle_server,
-                                                                                make_bundle, tmp_path):
+                                                                                make_bundle, tmp_path, collector):
     """Why the container spec mounts an emptyDir at persistence_directory (readOnlyRootFilesystem)."""
     blocker = tmp_path / "read-only"
     blocker.write_text("a file, so nothing can be created below it (even by root)")
@@ -171,24 +192,28 @@ def test_an_unwritable_persistence_directory_means_no_bundle_is_ever_activated(r
     sidecar = run_k8s_sidecar(persistence=blocker / "opa")
     wait_until(lambda: bundle_server.served_since(0) >= 2, 15, "two downloads of the bundle")
     assert sidecar.probe() == 500
-    assert opa_status(sidecar)["bundles"][BUNDLE].get("active_revision") in (None, "")
+    # The status OPA reports (its GET /v1/status is refused by system.authz) never shows an active revision.
+    collector.wait_for(lambda c: c.statuses)
+    assert not [s for s in collector.statuses if s.get("bundles", {}).get(BUNDLE, {}).get("active_revision")]
 
 
 def test_a_disk_rego_under_the_bundle_root_is_served_until_the_bundle_activates_then_erased(
     run_k8s_sidecar, bundle_server, make_bundle, tmp_path
 ):
-    """The bundle's roots do not keep a file from the sidecar's disk out of airflow/pod at first."""
+    """The bundle's roots do not keep a file from the sidecar's disk out of airflow/pod at first: one defining
+    the decision itself is what the hook gets until the bundle activates."""
     extra = tmp_path / "extra.rego"
-    extra.write_text('package airflow.pod.extra\n\nsource := "disk"\n')
+    extra.write_text('package airflow.pod\n\ndecision := "disk"\n')
     sidecar = run_k8s_sidecar(extra_paths=[extra])
 
     def read() -> Any:
-        return requests.get(f"{sidecar.url}/v1/data/airflow/pod/extra/source", timeout=2).json().get("result")
+        answer = requests.post(f"{sidecar.url}/v1/data/airflow/pod/decision", json={"input": {}}, timeout=5)
+        return answer.json().get("result")
 
     assert read() == "disk"
     bundle_server.publish(RESOURCE, make_bundle("rev-k8s", scope=SCOPE))
     wait_active(sidecar, "rev-k8s")
-    assert read() is None, "erased when the bundle activated"
+    assert read() != "disk", "erased when the bundle activated"
 
 
 def test_console_decision_logs_need_the_mask_and_the_mask_does_not_load_beside_bundle(make_bundle, make_hook,
@@ -221,7 +246,7 @@ def test_console_decision_logs_need_the_mask_and_the_mask_does_not_load_beside_b
 
 
 def test_a_bundle_service_outage_and_the_persistent_volume_fallback(run_k8s_sidecar, bundle_server, make_bundle,
-                                                                    tmp_path):
+                                                                    tmp_path, collector):
     """Issue 25, item 7. With values.yaml's emptyDir, a scheduler pod started while the bundle service is down
     never becomes ready (its startup probe holds the scheduler back); with values-persistent-bundle.yaml's
     volume, which outlives the pod, the new pod activates the last good revision from it and is ready."""
@@ -236,15 +261,106 @@ def test_a_bundle_service_outage_and_the_persistent_volume_fallback(run_k8s_side
     first.stop()  # the scheduler pod is deleted (a node drain, an upgrade) ...
     bundle_server.stop()  # ... while the bundle service is down
 
-    def download_failed(sidecar: Sidecar) -> bool:
-        return opa_status(sidecar).get("bundles", {}).get(BUNDLE, {}).get("code") == "bundle_error"
+    def download_failed(since: int) -> bool:
+        """A status report (GET /v1/status is refused by system.authz) of a failed download after ``since``."""
+        return any(s.get("bundles", {}).get(BUNDLE, {}).get("code") == "bundle_error" for s in collector.statuses[since:])
 
+    since = len(collector.statuses)
     without = run_k8s_sidecar()  # values.yaml: a new emptyDir
-    wait_until(lambda: download_failed(without), 15, "the download failed")
+    wait_until(lambda: download_failed(since), 15, "the download failed")
     assert without.probe() == 500, "no revision: the startup probe fails, the scheduler does not start"
+    without.stop()
 
     fallback = run_k8s_sidecar(persistence=claim)
     wait_active(fallback, "rev-last-good")
     assert fallback.probe() == 200, "ready with the last good revision"
-    wait_until(lambda: download_failed(fallback), 15, "the download failed, the revision stays")
+    since = len(collector.statuses)
+    wait_until(lambda: download_failed(since), 15, "the download failed, the revision stays")
     assert fallback.probe() == 200
+
+
+# -- OPA's own API: system.authz (deploy/opa/authz.rego, issue 25) ---------------------------------------------
+
+#: What task code on the pod's loopback tried (issue 25): replace the decision-log mask with one that masks
+#: nothing, write data beside the bundle's roots and under them, and delete the authorization policy.
+EMPTY_MASK = "package system.log\n\nmask := set()\n"
+
+
+def writes(etc: Path) -> list[tuple[str, str, str]]:
+    mask, authz = (f"/v1/policies{etc / name}" for name in ("mask.rego", "authz.rego"))  # the ids of disk files
+    return [
+        ("PUT", mask, EMPTY_MASK),
+        ("PUT", "/v1/policies/intruder.rego", EMPTY_MASK.replace("system.log", "intruder")),
+        ("DELETE", authz, ""),
+        ("PUT", "/v1/data/airflow_opa_mutation_doctor_probe", "{}"),
+        ("PUT", "/v1/data/airflow/pod/config", "{}"),
+        ("PATCH", "/v1/data", '[{"op": "add", "path": "/airflow_opa_mutation_doctor_probe", "value": 1}]'),
+        ("DELETE", "/v1/data/airflow/pod/config", ""),
+    ]
+
+
+def assert_writes_refused(url: str, etc: Path, **tls: Any) -> None:
+    for method, path, body in writes(etc):
+        answer = requests.request(method, url + path, data=body, timeout=5, **tls)
+        assert answer.status_code == 401, f"{method} {path}: {answer.status_code} {answer.text}"
+        assert answer.json()["code"] == "unauthorized"
+
+
+def test_the_shipped_sidecar_refuses_writes_and_its_mask_holds(run_k8s_sidecar, bundle_server, make_bundle,
+                                                                make_hook, collector):
+    """Issue 25: task code's PUT /v1/policies/<mask> answered 200 and the next decision event carried env
+    values in clear. The container as shipped refuses every write (401), before and after the bundle, on both
+    listeners, and still serves decisions, /health and /metrics; the events stay masked."""
+    sidecar = run_k8s_sidecar()
+    assert_writes_refused(sidecar.url, sidecar.etc)  # before the bundle: only the disk files are loaded
+    bundle_server.publish(RESOURCE, make_bundle("rev-k8s", scope=SCOPE))
+    wait_until(lambda: sidecar.probe() == 200, MAX_DELAY + 8, "the startup probe passes")
+    assert_writes_refused(sidecar.url, sidecar.etc)
+    assert_writes_refused(sidecar.diag_url, sidecar.etc)
+    for path in ("/v1/status", "/v1/config", "/v1/policies", "/v1/data"):
+        assert requests.get(sidecar.url + path, timeout=5).status_code == 401, path
+    assert requests.post(sidecar.url + "/v1/query", json={"query": "data"}, timeout=5).status_code == 401
+    assert requests.get(sidecar.url + "/metrics", timeout=5).status_code == 200
+    assert sidecar.probe("/health") == 200 and sidecar.probe("/metrics") == 200
+
+    hook = make_hook(sidecar, require_bundles=True)
+    pod = _secret_pod("after-refused-writes")
+    hook(pod)
+    assert pod.spec.containers[0].security_context.allow_privilege_escalation is False, "the bundle's policies ran"
+    decision_id = hook.evaluate(_secret_pod("evaluated")).decision.decision_id
+    [event] = collector.wait_for(lambda c: [e for e in c.events if e.get("decision_id") == decision_id])
+    assert "/input/pod/spec/containers/0/env/1/value" in event["erased"], "the mask from disk still masks"
+    sidecar.stop()
+    assert LEAK.encode() not in b"".join(collector.raw_logs)
+
+
+def test_the_admission_opa_as_shipped_serves_the_webhooks_and_refuses_writes(run_k8s_sidecar, bundle_server,
+                                                                              make_bundle, tmp_path):
+    """deploy/kubernetes/admission-opa.yaml's container: the API server's POSTs of /v0/data/.../mutate and
+    /validate are answered over TLS; writes are refused."""
+    from ..reliability.certs import TestCA
+
+    ca = TestCA(tmp_path)
+    served = ca.issue("opa", ips=("127.0.0.1",))
+    tls = tmp_path / "opa-tls"
+    tls.mkdir()
+    (tls / "tls.crt").write_bytes(served.cert.read_bytes())
+    (tls / "tls.key").write_bytes(served.key.read_bytes())
+    deployment = next(d for d in yaml.safe_load_all((K8S / "admission-opa.yaml").read_text()) if d["kind"] == "Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    bundle_server.publish(RESOURCE, make_bundle("rev-admission", scope=SCOPE))
+    opa = run_k8s_sidecar(container=container, tls=tls)
+    wait_until(lambda: opa.probe() == 200, 30, f"the readiness probe passes\n{opa.logs()[-3000:]}")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "airflow"},
+           "spec": {"containers": [{"name": "base", "image": "busybox:1", "securityContext": {"privileged": True}}]}}
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+              "request": {"uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                          "resource": {"group": "", "version": "v1", "resource": "pods"}, "namespace": "airflow",
+                          "operation": "CREATE", "userInfo": {"username": "someone"}, "object": pod}}
+    for webhook in ("mutate", "validate"):
+        # As the API server calls a webhook: its timeout as a query parameter.
+        answer = requests.post(f"{opa.url}/v0/data/airflow/pod/admission/{webhook}?timeout=5s", json=review,
+                               timeout=10, verify=str(ca.cert_path))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["response"]["uid"] == "u-1", answer.json()
+    assert_writes_refused(opa.url, opa.etc, verify=str(ca.cert_path))

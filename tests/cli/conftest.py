@@ -66,8 +66,8 @@ def schema_validator() -> Callable[[Any], None]:
 
 @pytest.fixture(scope="session")
 def library_server() -> Iterator[LocalOpa]:
-    """A running OPA serving the test library (for --url)."""
-    opa = LocalOpa([LIBRARY]).start()
+    """A running OPA serving the test library (for --url), its API locked as shipped (deploy/opa/authz.rego)."""
+    opa = LocalOpa([LIBRARY, REPO / "deploy" / "opa" / "authz.rego"], args=["--authorization=basic"]).start()
     yield opa
     opa.stop()
 

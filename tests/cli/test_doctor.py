@@ -5,13 +5,17 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+import requests
 
 from airflow_opa_mutation import Settings
 from airflow_opa_mutation._opa_endpoint import opa_endpoint
+from airflow_opa_mutation._version import MIN_OPA_VERSION
+from airflow_opa_mutation.cli._doctor_checks import older_than_minimum
 from airflow_opa_mutation.cli._local_opa import LocalOpa, free_port
 from airflow_opa_mutation.cli._opa_admin import admin_client
 from airflow_opa_mutation.cli.doctor import PINNED_OPA
 
+from ..conftest import REPO
 from ..reliability.certs import TestCA
 from .conftest import LIBRARY, parse
 
@@ -101,6 +105,8 @@ def test_a_bad_value_names_the_key_and_where_to_fix_it(run):
     assert "AIRFLOW__OPA_MUTATION__TIMEOUT" in configuration["fix"]
 
 
+SHIPPED_AUTHZ = REPO / "deploy" / "opa" / "authz.rego"
+
 AUTHZ = textwrap.dedent("""\
     package system.authz
 
@@ -110,7 +116,11 @@ AUTHZ = textwrap.dedent("""\
 
     allow if input.path == ["health"]
 
-    allow if input.identity == "s3cret"
+    # The hook's token reads anything and writes nothing (doctor fails an OPA that accepts its writes).
+    allow if {
+        input.identity == "s3cret"
+        not input.method in {"PUT", "PATCH", "DELETE"}
+    }
 """)
 
 
@@ -146,9 +156,12 @@ def _tls(pki) -> list[str]:
     return ["--tls-cert-file", str(pki["cert"]), "--tls-private-key-file", str(pki["key"])]
 
 
+LOCKED = ["--authorization=basic"]  # with SHIPPED_AUTHZ: OPA's API as shipped (no writes)
+
+
 @pytest.fixture
 def tls_opa(pki):
-    with LocalOpa([LIBRARY], scheme="https", args=_tls(pki)) as opa:
+    with LocalOpa([LIBRARY, SHIPPED_AUTHZ], scheme="https", args=[*_tls(pki), *LOCKED]) as opa:
         yield opa
 
 
@@ -175,8 +188,8 @@ def test_tls_with_an_unknown_ca_fails_with_a_fix(run, tls_opa):
 @pytest.fixture
 def mtls_opa(pki):
     """OPA that authenticates clients by certificate (--authentication=tls): only ours gets in."""
-    args = [*_tls(pki), "--authentication=tls", "--tls-ca-cert-file", str(pki["ca"])]
-    opa = LocalOpa([LIBRARY], scheme="https", args=args).start(wait=False)
+    args = [*_tls(pki), "--authentication=tls", "--tls-ca-cert-file", str(pki["ca"]), *LOCKED]
+    opa = LocalOpa([LIBRARY, SHIPPED_AUTHZ], scheme="https", args=args).start(wait=False)
     settings = Settings(url=opa.url, ca_bundle=str(pki["ca"]), client_cert=str(pki["client_cert"]),
                         client_key=str(pki["client_key"]))
     with admin_client(opa_endpoint(settings), timeout=1) as admin:  # LocalOpa's own probe has no certificate
@@ -242,3 +255,64 @@ def test_doctor_says_the_kill_switch_is_on(run, library_server):
     assert found["status"] == "warn", found
     assert "mode = off" in found["detail"] and "not evaluated" in found["detail"]
     assert "enforce" in found["fix"]
+
+
+# -- OPA's API: writes and version (issue 25) --------------------------------------------------------------
+
+def test_an_opa_that_accepts_writes_fails(run, start_opa):
+    """Task code on the sidecar's loopback can write to an OPA without system.authz: doctor says so, and
+    leaves nothing behind (its probe document is deleted again)."""
+    opa = start_opa(paths=[LIBRARY])
+    result = run("doctor", "--url", opa.url, "-o", "json")
+    assert result.exit_code == 1, result.output
+    writes = checks(parse(result))["writes"]
+    assert writes["status"] == "fail" and writes["detail"].startswith("OPA accepts writes"), writes
+    assert "--authorization=basic" in writes["fix"] and "deploy/opa/authz.rego" in writes["fix"]
+    left = requests.get(f"{opa.url}/v1/data/airflow_opa_mutation_doctor_probe", timeout=5).json()
+    assert "result" not in left, left
+
+
+def test_the_shipped_authorization_passes_every_check(run, start_opa):
+    """deploy/opa/authz.rego allows every read-only request doctor makes, and refuses its write."""
+    opa = start_opa(paths=[LIBRARY, SHIPPED_AUTHZ], args=["--authorization=basic"])
+    result = run("doctor", "--url", opa.url, "-o", "json")
+    document = parse(result)
+    assert result.exit_code == 0, document["checks"]
+    found = checks(document)
+    assert found["writes"] == {"name": "writes", "status": "ok", "fix": None,
+                               "detail": "OPA refuses writes (PUT /v1/data/...: HTTP 401)"}
+    for name in ("reachable", "opa version", "decision", "policy configuration", "bundles"):
+        assert found[name]["status"] == "ok", found[name]
+    assert requests.put(f"{opa.url}/v1/data/x", json={}, timeout=5).status_code == 401
+
+
+def test_a_decision_path_the_shipped_authorization_does_not_list_is_refused_with_a_fix(run, library_server):
+    env = {"AIRFLOW__OPA_MUTATION__DECISION_PATH": "airflow/pod/other"}
+    result = run("doctor", "--url", library_server.url, "-o", "json", env=env)
+    assert result.exit_code == 1
+    auth = checks(parse(result))["auth"]
+    assert auth["status"] == "fail" and "401" in auth["detail"], auth
+    assert "add airflow/pod/other to its decision_paths" in auth["fix"]
+
+
+def test_the_local_opa_of_policies_is_not_asked_to_write(run):
+    found = checks(parse(run("doctor", "--policies", str(LIBRARY), "-o", "json")))
+    assert found["writes"]["status"] == "skip"
+
+
+@pytest.mark.parametrize(("version", "old"), [
+    ("1.21.3", False), ("1.22.3", False), ("1.21.10", False), ("2.0.0", False), ("1.22.0-dev", False),
+    ("1.21.2", True), ("1.9.9", True), ("0.70.0", True), ("1.21.3-rc1", True), ("v1.21.2", True),
+])
+def test_the_minimum_opa_version_comparison(version, old):
+    assert older_than_minimum(version) is old
+    assert MIN_OPA_VERSION == "1.21.3"
+
+
+def test_an_unreadable_version_is_a_warning():
+    assert older_than_minimum("main") is None
+
+
+def test_the_real_opa_is_new_enough(run, library_server):
+    found = checks(parse(run("doctor", "--url", library_server.url, "-o", "json")))["opa version"]
+    assert found == {"name": "opa version", "status": "ok", "detail": f"OPA {PINNED_OPA} (the pinned version)", "fix": None}

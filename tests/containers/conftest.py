@@ -4,10 +4,12 @@ scripts/test prepares the engine (scripts/container-engine: a Docker engine, els
 Docker API) and the image the compose file names (scripts/opa-image); without them these tests fail.
 
 Taken from docker-compose.yml's ``opa`` service, unchanged: the image, the command (deploy/opa/config.yaml,
-the public key through --set-file, persist=false, the mask from disk), the environment but for the ports
-in its URLs, and the read-only mounts. Supplied by the tests: the public key of the session's key pair
-(compose mounts build/bundle-keys/), the suite's own bundle server and collector (tests/bundles/servers.py)
-in place of nginx and collector.py, and a random published port on 127.0.0.1 (compose: 8181).
+the public key through --set-file, persist=false, the bundle service's CA, authz.rego and the mask from
+disk), the environment but for the ports in its URLs, and the read-only mounts. Supplied by the tests: the
+public key of the session's key pair (compose mounts build/bundle-keys/), the bundle server's certificate
+made by the compose header's own command (build/bundle-tls/), the suite's own bundle server (over HTTPS
+with that certificate) and collector (tests/bundles/servers.py) in place of nginx and collector.py, and a
+random published port on 127.0.0.1 (compose: 8181).
 
 Network: the container sits on the engine's default bridge, as under compose; the service names its URLs
 use (bundle-server, decision-log-collector) are mapped with ``extra_hosts`` to that bridge's gateway, the
@@ -33,7 +35,7 @@ import yaml
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.wait_strategies import HttpWaitStrategy
 
-from ..bundles.conftest import RESOURCE, bundles_dir, keys, make_bundle  # noqa: F401  (shared fixtures)
+from ..bundles.conftest import RESOURCE, bundles_dir, compose_certificate, keys, make_bundle  # noqa: F401
 from ..bundles.servers import BundleServer, Collector
 from ..conftest import REPO
 
@@ -42,6 +44,9 @@ OPA_PORT = 8181  # the container port compose publishes
 ANY_ADDRESS = "0.0.0.0"  # see the module docstring: the bridge's gateway comes and goes
 # compose mounts the key `scripts/bundle-build keygen` writes; the tests mount the session's own key there.
 COMPOSE_KEY = "./build/bundle-keys/airflow_bundle.pub.pem"
+# and the bundle server's certificate its header's openssl command writes (SAN DNS:bundle-server, the name
+# the container calls the bundle server by): the tests make it with that command.
+COMPOSE_TLS = "./build/bundle-tls/tls.crt"
 REVISION = "rev-container-1"
 
 if not os.environ.get("AOM_CONTAINER_ENGINE"):
@@ -106,8 +111,15 @@ class SidecarContainer:
 
 
 @pytest.fixture(scope="module")
-def container_bundle_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BundleServer]:
-    server = BundleServer(tmp_path_factory.mktemp("container-bundles"), host=host_address(), bind=ANY_ADDRESS)
+def bundle_tls(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compose_certificate(tmp_path_factory.mktemp("bundle-tls"))
+
+
+@pytest.fixture(scope="module")
+def container_bundle_server(tmp_path_factory: pytest.TempPathFactory, bundle_tls: Path) -> Iterator[BundleServer]:
+    """HTTPS, as compose's nginx: with the certificate the compose header makes."""
+    server = BundleServer(tmp_path_factory.mktemp("container-bundles"), host=host_address(), bind=ANY_ADDRESS,
+                          tls=(bundle_tls / "tls.crt", bundle_tls / "tls.key"))
     yield server
     server.stop()
 
@@ -124,6 +136,7 @@ def start_container(
     keys: Any,  # noqa: F811  (tests.bundles.conftest.Keys)
     container_bundle_server: BundleServer,
     container_collector: Collector,
+    bundle_tls: Path,
 ) -> Iterator[Callable[[], SidecarContainer]]:
     """Start docker-compose.yml's OPA service with testcontainers; ready once /health?bundles=true is 200
     (the readiness the compose file documents: a signed bundle revision is active)."""
@@ -142,7 +155,8 @@ def start_container(
             container.with_env(name, setting)
         for volume in service["volumes"]:
             host_path, path, mode = volume.split(":")
-            source = keys.public if host_path == COMPOSE_KEY else (REPO / host_path).resolve()
+            mapped = {COMPOSE_KEY: keys.public, COMPOSE_TLS: bundle_tls / "tls.crt"}
+            source = mapped.get(host_path, (REPO / host_path).resolve())
             assert Path(source).is_file(), f"docker-compose.yml mounts {host_path}, which does not exist"
             container.with_volume_mapping(source, path, mode)
         [published] = service["ports"]

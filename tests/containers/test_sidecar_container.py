@@ -43,6 +43,11 @@ def test_the_container_is_the_pinned_opa_running_the_compose_command(sidecar):
     assert body["provenance"]["version"] == _pinned_opa()
     assert body["provenance"]["bundles"] == {BUNDLE: {"revision": REVISION}}  # verified with the key mounted
     assert requests.get(f"{sidecar.url}/health?bundles=true", timeout=2).status_code == 200
+    # OPA's API as compose ships it (deploy/opa/authz.rego): the mask cannot be replaced, nothing written.
+    assert {"/etc/opa/authz.rego", "/etc/opa/bundle-tls/tls.crt"} <= set(mounts)
+    empty_mask = "package system.log\n\nmask := set()\n"
+    assert requests.put(f"{sidecar.url}/v1/policies/etc/opa/mask.rego", data=empty_mask, timeout=5).status_code == 401
+    assert requests.put(f"{sidecar.url}/v1/data/airflow_opa_mutation_doctor_probe", json={}, timeout=5).status_code == 401
 
 
 def test_hook_mutates_a_pod_with_the_signed_bundles_policies(sidecar, hook):

@@ -48,7 +48,8 @@ COMMANDS: dict[str, _Entry] = {
     "doctor": _Entry(
         "doctor",
         "Check the setup: the effective configuration (and where each value came from), OPA reachability, "
-        "TLS and authentication, OPA's version, that the decision is defined for a sample pod, and bundle status.",
+        "TLS and authentication, that OPA refuses writes, OPA's version (at least 1.21.3), that the decision is "
+        "defined for a sample pod, and bundle status.",
     ),
     "preview": _Entry(
         "preview",

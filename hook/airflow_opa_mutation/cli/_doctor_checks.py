@@ -8,7 +8,9 @@ is configured); OPA sends no version header, but ``?provenance=true`` on a data 
 ``{"provenance": {"version": ...}}`` to the answer. So the decision check and the version check are one
 request: the decision for a sample worker pod, with provenance, through the hook's own ``DecisionClient``
 (the same URL, TLS settings and token as the hook). Health and bundle status go through OPA's management
-API client (``_opa_admin``), set up from the same settings.
+API client (``_opa_admin``), set up from the same settings. Whether OPA accepts writes is one harmless
+``PUT /v1/data/airflow_opa_mutation_doctor_probe`` (deleted again if it was accepted): the shipped
+``deploy/opa/authz.rego`` answers it 401.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import dataclasses
 import importlib.metadata
 import importlib.util
 import ipaddress
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +30,7 @@ import requests
 
 from .._opa_client import DecisionClient
 from .._opa_endpoint import OpaEndpoint, opa_endpoint
-from .._version import OPA_VERSION, __version__
+from .._version import MIN_OPA_VERSION, OPA_VERSION, __version__
 from ..config import Settings
 from ..decision import Decision, parse_decision
 from ..errors import OpaMutationError, OpaUnavailable
@@ -252,7 +255,10 @@ def check_decision_request(probe: Probe) -> list[Check]:
     except OpaUnavailable as exc:
         if exc.status in (401, 403):
             detail = f"OPA refused the decision request: HTTP {exc.status}"
-            fix = "set token or token_file to a token OPA's system.authz policy accepts"
+            fix = (
+                "set token or token_file to a token OPA's system.authz policy accepts; with the shipped "
+                f"deploy/opa/authz.rego, add {probe.settings.decision_path} to its decision_paths"
+            )
             raise StopChecks(Check("auth", "fail", detail, fix)) from None
         fix = "read OPA's log; a policy evaluation error names the rule"
         raise StopChecks(Check("decision", "fail", f"the decision request failed: {exc.reason}", fix)) from None
@@ -287,14 +293,79 @@ def _anonymous_answered(probe: Probe) -> list[Check]:
     return [Check("auth", "warn", "OPA also answers without a token", fix)]
 
 
+#: Where doctor's write probe goes: outside the bundle's roots (airflow/pod), read by no policy.
+WRITE_PROBE = "airflow_opa_mutation_doctor_probe"
+WRITES_FIX = (
+    "start OPA with --authorization=basic and deploy/opa/authz.rego loaded from disk (as deploy/kubernetes/"
+    "opa-sidecar.yaml and docker-compose.yml do): task code on the same host or pod must not replace the "
+    "policies or the decision-log mask"
+)
+
+
+def check_writes(probe: Probe) -> list[Check]:
+    """Whether OPA accepts a write (``PUT /v1/data/<WRITE_PROBE>``, with the hook's credentials): then anyone
+    who can reach it as the hook does can replace policies and the decision-log mask. Deleted at once when
+    it was accepted. Not for the command's own local OPA (``--policies``)."""
+    if probe.local:
+        return [Check("writes", "skip", "a local OPA on loopback started by this command")]
+    url = f"{probe.settings.url}/v1/data/{WRITE_PROBE}"
+    verify, cert = probe.endpoint.requests_tls()
+    with requests.Session() as session:
+        session.trust_env = False  # like the hook: no proxy from the environment
+        session.headers.update(probe.endpoint.authorization())
+        session.verify, session.cert = verify, cert
+        try:
+            answer = session.put(url, json={"written_by": "airflow-opa-mutation doctor"}, timeout=probe.timeout)
+            if answer.ok:
+                session.delete(url, timeout=probe.timeout)
+        except requests.RequestException as exc:
+            return [Check("writes", "warn", f"PUT {url}: {type(exc).__name__}: could not tell", WRITES_FIX)]
+    if answer.ok:
+        detail = f"OPA accepts writes (PUT /v1/data/{WRITE_PROBE}: HTTP {answer.status_code}; deleted again)"
+        return [Check("writes", "fail", detail, WRITES_FIX)]
+    if answer.status_code in (401, 403):
+        return [Check("writes", "ok", f"OPA refuses writes (PUT /v1/data/...: HTTP {answer.status_code})")]
+    detail = f"PUT /v1/data/{WRITE_PROBE} answered HTTP {answer.status_code}: not refused by authorization"
+    return [Check("writes", "warn", detail, WRITES_FIX)]
+
+
+_VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)(\S*)")
+
+
+def older_than_minimum(version: str, minimum: str = MIN_OPA_VERSION) -> bool | None:
+    """Whether OPA ``version`` is older than ``minimum``; ``None`` when it is not ``X.Y.Z[suffix]``. A
+    pre-release (``1.21.3-rc1``) is older than its release; a development build of a later one
+    (``1.22.0-dev``) is not older than an earlier release."""
+
+    def key(text: str) -> tuple[int, int, int, int] | None:
+        match = _VERSION.fullmatch(text.strip())
+        if match is None:
+            return None
+        major, minor, patch, suffix = match.groups()
+        return int(major), int(minor), int(patch), 0 if suffix else 1
+
+    found, wanted = key(version), key(minimum)
+    if found is None or wanted is None:
+        return None
+    return found < wanted
+
+
 def check_opa_version(probe: Probe) -> list[Check]:
     version = probe.facts.get("opa_version")
     if not isinstance(version, str):
         return [Check("opa version", "warn", "OPA did not report its version (?provenance=true)")]
-    major = version.split(".")[0]
-    if major.isdigit() and int(major) < 1:
-        fix = f"upgrade OPA to {OPA_VERSION} (docker-compose.yml pins it)"
-        return [Check("opa version", "fail", f"OPA {version}: the library is Rego v1", fix)]
+    old = older_than_minimum(version)
+    if old is None:
+        return [Check("opa version", "warn", f"OPA reports version {version!r}: not X.Y.Z, cannot compare")]
+    if old:
+        detail = (
+            f"OPA {version} is older than {MIN_OPA_VERSION}: with a bundle signing block without keyid "
+            "(deploy/opa/config.yaml) it accepts unsigned bundles (GHSA-g2pf-6v5v-qcc8)"
+        )
+        if version.lstrip("v").split(".")[0] == "0":
+            detail += "; and the library is Rego v1"
+        fix = f"upgrade OPA to {OPA_VERSION} (docker-compose.yml and deploy/kubernetes/ pin it)"
+        return [Check("opa version", "fail", detail, fix)]
     if version != OPA_VERSION:
         fix = f"run OPA {OPA_VERSION} (docker-compose.yml pins it)"
         return [Check("opa version", "warn", f"OPA {version}; this release is tested with {OPA_VERSION}", fix)]
@@ -362,6 +433,7 @@ OPA_CHECKS: tuple[Callable[[Probe], list[Check]], ...] = (
     check_tls,
     check_decision_request,
     check_auth,
+    check_writes,
     check_opa_version,
     check_decision,
     check_policy_configuration,

@@ -87,6 +87,7 @@ class LocalOpa:
             "--server",
             "--addr",
             f"127.0.0.1:{self.port}",
+            "--skip-version-check",  # no call to OPA's version service at each start
             "--log-level",
             "error",
             *self.args,

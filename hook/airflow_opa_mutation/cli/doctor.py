@@ -65,7 +65,8 @@ def _shown(source: Source) -> str | None:
 @handle_errors("doctor")
 def doctor(url: str | None, policies: Path | None, config_file: Path | None, output_format: str, color: str) -> None:
     """Check the setup: the effective configuration (and where each value came from), OPA reachability,
-    TLS and authentication, OPA's version, that the decision is defined for a sample pod, and bundle status.
+    TLS and authentication, that OPA refuses writes, OPA's version (at least 1.21.3), that the decision is
+    defined for a sample pod, and bundle status.
 
     Prints a checklist with a fix for each failure.
 

@@ -229,7 +229,16 @@ def _start_container(
         container.with_copy_into_container(data.read_bytes(), "/config/config.json", 0o644)
         arguments.append("/config/config.json")
     container.with_command(
-        ["run", "--server", "--addr", f"0.0.0.0:{CONTAINER_PORT}", "--log-level", "error", *arguments]
+        [
+            "run",
+            "--server",
+            "--addr",
+            f"0.0.0.0:{CONTAINER_PORT}",
+            "--skip-version-check",
+            "--log-level",
+            "error",
+            *arguments,
+        ]
     )
     try:
         container.start()
