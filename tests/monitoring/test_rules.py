@@ -1,4 +1,4 @@
-"""deploy/monitoring/prometheus-rules.yaml through the real promtool (built by scripts/install-tools):
+"""deploy/monitoring/prometheus-rules.yaml through the real promtool (Debian's, from scripts/install-tools):
 ``promtool check rules`` on the PrometheusRule's spec, and ``promtool test rules`` with alerts.test.yaml,
 where every alert fires on synthetic series and a look-alike that must not fire stays silent
 (issue 25, item 12). The OPA names and labels those series use are checked against a real OPA's scrape
