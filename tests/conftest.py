@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,16 @@ from airflow_opa_mutation import MutationHook, Settings
 from airflow_opa_mutation.cli._local_opa import LocalOpa
 
 REPO = Path(__file__).resolve().parents[1]
+#: Schemas and CRDs from published packages (scripts/install-schemas), never copied into the repository.
+_SCHEMAS = Path(os.environ.get("AOM_SCHEMAS_DIR") or REPO / ".tools" / "schemas")
+
+
+def schema(name: str) -> Path:
+    """A file fetched by scripts/install-schemas (junit-10.xsd, sarif-schema-2.1.0.json, crds/...); never
+    skipped: the test fails, naming the command."""
+    path = _SCHEMAS / name
+    assert path.is_file(), f"no {name} in {_SCHEMAS}: run scripts/install-schemas"
+    return path
 POLICIES = REPO / "policies"
 
 # The real control plane's fixtures (``kube_cluster``, ``kube_namespace``): one per session, for tests/kube

@@ -20,15 +20,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The JUnit XSD and the SARIF schema, from published packages (scripts/install-schemas).
-_SCHEMAS = Path(os.environ.get("AOM_SCHEMAS_DIR") or ROOT / ".tools" / "schemas")
-
-
-def schema(name: str) -> Path:
-    """A schema fetched by scripts/install-schemas (junit-10.xsd, sarif-schema-2.1.0.json); never skipped."""
-    path = _SCHEMAS / name
-    assert path.is_file(), f"no {name} in {_SCHEMAS}: run scripts/install-schemas"
-    return path
 #: Kept by CI (build/ is ignored by git): screenshots of the reports the tests rendered.
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 

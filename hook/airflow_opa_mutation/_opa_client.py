@@ -13,6 +13,7 @@ URL, TLS files and token come from ``_opa_endpoint``, shared with the command li
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
 import time
@@ -193,7 +194,7 @@ class DecisionClient:
                     assert_same_host=False,
                 )
             except (NewConnectionError, ProtocolError, ConnectionError) as exc:
-                raise self._unavailable(f"cannot connect to OPA: {_root_cause(exc)}", None, pod) from None
+                raise self._unavailable(self._cannot_connect(exc), None, pod) from None
             except _Urllib3Error as exc:
                 raise self._unavailable(f"OPA's health check failed: {_root_cause(exc)}", None, pod) from None
             ok = True  # OPA answered: a missing bundle is not a transport failure for the breaker
@@ -346,6 +347,17 @@ class DecisionClient:
             f"{message} ({self.decision_url})", status=status, pod=pod, decision_path=self.settings.decision_path
         )
 
+    def _cannot_connect(self, exc: BaseException) -> str:
+        """A failed connection; to a loopback url (the sidecar's) with nothing listening, most likely a pod
+        whose template lacks the sidecar (a custom podTemplate or pod_template_file): say so."""
+        message = f"cannot connect to OPA: {_root_cause(exc)}"
+        if isinstance(exc, NewConnectionError) and _is_loopback(self.endpoint.host):
+            message += (
+                f"; no OPA sidecar answering at {self.settings.url}: does this pod's template include the "
+                "sidecar? (docs/helm.md)"
+            )
+        return message
+
     def _post_once(self, url: str, body: bytes, deadline: float) -> tuple[int, bytes]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -383,7 +395,7 @@ class DecisionClient:
         except SSLError as exc:
             raise OpaUnavailable(f"TLS certificate problem talking to OPA: {_root_cause(exc)}") from None
         except (NewConnectionError, ProtocolError, ConnectionError) as exc:  # before timeouts: urllib3's
-            raise _Retryable(f"cannot connect to OPA: {_root_cause(exc)}") from None  # NewConnectionError is one
+            raise _Retryable(self._cannot_connect(exc)) from None  # NewConnectionError is one
         except _Urllib3Timeout:
             raise _Retryable(f"OPA did not answer within timeout = {self.settings.timeout}s", timed_out=True) from None
         except _Urllib3Error as exc:
@@ -464,6 +476,15 @@ class _Retryable(Exception):
         self.status = status
         self.timed_out = timed_out
         super().__init__(message)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _root_cause(exc: BaseException) -> str:

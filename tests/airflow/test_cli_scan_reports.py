@@ -17,7 +17,8 @@ from click.testing import CliRunner
 
 from airflow_opa_mutation.cli import cli
 
-from ..report_checks import ARTIFACTS, ROOT, Elements, XsdSubset, render, schema, screenshot
+from ..conftest import schema
+from ..report_checks import ARTIFACTS, ROOT, Elements, XsdSubset, render, screenshot
 
 pytestmark = pytest.mark.airflow
 

@@ -130,7 +130,7 @@ def start_sidecar(
     """
     started: list[LocalOpa] = []
 
-    def start(*, public_key: Path | None = None) -> LocalOpa:
+    def start(*, public_key: Path | None = None, extra_args: tuple[str, ...] = ()) -> LocalOpa:
         monkeypatch.setenv("AOM_BUNDLE_SERVICE_URL", bundle_server.url)
         monkeypatch.setenv("AOM_DECISION_LOG_SERVICE_URL", collector.url)
         monkeypatch.setenv("AOM_DEPLOYMENT", SCOPE)
@@ -149,6 +149,7 @@ def start_sidecar(
             "decision_logs.reporting.min_delay_seconds=1",
             "--set",
             "decision_logs.reporting.max_delay_seconds=1",
+            *extra_args,
         ]
         opa = start_opa(paths=[MASK], args=args)
         started.append(opa)

@@ -144,6 +144,7 @@ def test_the_sidecar_container_runs_on_a_real_opa_masked_and_gated_by_its_probes
     bundle_server.publish(RESOURCE, make_bundle("rev-k8s", scope=SCOPE))
     wait_active(sidecar, "rev-k8s")
     assert sidecar.probe() == 200
+    assert sidecar.probe("/metrics") == 200, "Prometheus's scrape, anonymous (deploy/monitoring/podmonitor.yaml)"
 
     hook = make_hook(sidecar, require_bundles=True)
     pod = _secret_pod("after-bundle")

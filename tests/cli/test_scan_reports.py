@@ -18,7 +18,8 @@ import jsonschema
 
 from airflow_opa_mutation.cli._reports import html_report, junit_report, policy_counts, sarif_report
 
-from ..report_checks import ARTIFACTS, Elements, XsdSubset, render, schema, screenshot
+from ..conftest import schema
+from ..report_checks import ARTIFACTS, Elements, XsdSubset, render, screenshot
 
 SCRIPT = "<script>document.title='pwned';window.pwned=1</script>"
 IMG = '"><img src=x onerror="document.title=\'pwned\'">'
