@@ -170,7 +170,7 @@ class MutationHook:
             outcome.decision = decision
             if decision.deny:
                 raise PodDenied(decision.deny, pod=ref, decision_path=decision_path)
-            if decision.patch:
+            if decision.patch or (decision.exemptions and self.settings.audit_annotation):
                 self._patch(outcome, doc, decision, pod)
             else:
                 outcome.after = doc
@@ -195,8 +195,10 @@ class MutationHook:
             decision_path=decision_path,
         )
         outcome.changed = _patch_engine.differs(doc, after, roots)
-        if outcome.changed and self.settings.audit_annotation:
+        # A pod exemptions let through is annotated even when the patch left it alone (_audit.py).
+        if (outcome.changed or decision.exemptions) and self.settings.audit_annotation:
             roots = sorted({*roots, _audit.annotate(after, decision, outcome.request_uid)})
+            outcome.changed = True
         outcome.new_pod = _patch_engine.to_pod(
             after, decision.patch, roots, pod=ref, decision_path=decision_path, base=(doc, pod)
         )
