@@ -1,4 +1,5 @@
-"""``airflow-opa-mutation``: preview, verify, scan, doctor, bundle and admission, for policy authors and operators.
+"""``airflow-opa-mutation``: preview, verify, scan, doctor, bundle, admission and exemptions, for policy authors
+and operators.
 
 Built on **click** and **rich** (the ``cli`` extra). Why these two:
 
@@ -48,6 +49,10 @@ COMMANDS: dict[str, _Entry] = {
         "doctor",
         "Check the setup: the effective configuration (and where each value came from), OPA reachability, "
         "TLS and authentication, OPA's version, that the decision is defined for a sample pod, and bundle status.",
+    ),
+    "exemptions": _Entry(
+        "exemptions",
+        "Report on the configured exemptions: how many pods each let through (exemptions report ...).",
     ),
     "preview": _Entry(
         "preview",
