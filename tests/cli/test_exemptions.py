@@ -260,3 +260,24 @@ def test_exemptions_report_needs_a_source(run, tmp_path):
 def test_the_report_is_listed_with_the_commands(run):
     result = run("--help")
     assert "exemptions" in result.stdout
+
+
+def test_an_unquoted_yaml_date_is_read_as_written(run, tmp_path, library):
+    # PyYAML turns 2027-01-31 into a date object; OPA's YAML loader keeps the string: the tools must agree
+    text = f"exempt:\n  old:\n    namespace: ci\n    expires: {EXPIRED}\n  later:\n    namespace: ci\n    expires: {LATER}T18:00:00Z\n"
+    config = tmp_path / "unquoted.yaml"
+    config.write_text(text)
+    result = run("bundle", "build", "--policies", str(POLICIES), "--config", str(config), "--unsigned",
+                 "--revision", "t", "--output", str(tmp_path / "b.tar.gz"), "--strict")
+    assert result.exit_code == 1
+    assert f"exemption exempt.old expired: expires {EXPIRED}," in result.stderr
+    checks = parse(run("doctor", "--policies", str(POLICIES), "--config", str(config), "-o", "json"))["checks"]
+    assert [c["detail"].split(":")[0] for c in named(checks, "exemption expiry")] == ["exemption exempt.old expired"]
+    sample = add_sample(library, {})
+    sample.write_text(sample.read_text().replace("config: {}", "config:\n" + "\n".join(
+        "  " + line for line in text.splitlines())))
+    verified = parse(run("verify", str(library), "-o", "json"))
+    assert verified["samples"][0]["problems"] == [
+        f"exemption exempt.old expired: expires {EXPIRED}, "
+        f"so it has matched no pod since {(TODAY - timedelta(days=1)).isoformat()}T00:00:00Z"
+    ]

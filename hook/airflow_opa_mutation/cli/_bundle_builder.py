@@ -37,7 +37,7 @@ from typing import Any
 
 from .._version import __version__
 from ._local_opa import OpaNotFound, opa_binary
-from ._policy_config import ADVISORIES_QUERY, ERRORS_QUERY, EXPIRY_QUERY, expiry_split
+from ._policy_config import ADVISORIES_QUERY, ERRORS_QUERY, EXPIRY_QUERY, expiry_split, load_yaml
 
 #: The bundle owns everything under data.airflow.pod; nothing else (system.log stays local).
 ROOTS = ("airflow/pod",)
@@ -136,7 +136,7 @@ def _load_document(path: Path) -> Any:
     except ImportError:  # pragma: no cover - PyYAML comes with the cli and test extras
         raise BundleError(f"{path}: reading YAML needs PyYAML (pip install pyyaml) or use a .json file") from None
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         raise BundleError(f"{path}: not valid YAML: {exc}") from None
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+import yaml
 
 from ..decision import Decision
 
@@ -47,6 +48,22 @@ EXPIRY_FIX = (
     "delete the exemption if it is no longer needed (`airflow-opa-mutation exemptions report` shows whether it "
     "still lets pods through), or renew its expires: on purpose, with its owner (policies/README.md, Exemptions)"
 )
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader without its timestamp type: ``expires: 2027-01-31`` stays the string it is
+    for OPA's own YAML loader, instead of a ``date`` that JSON cannot carry."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as OPA reads it (dates and times stay strings); raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
 
 
 def config_errors(decision: Decision) -> list[str]:
@@ -109,4 +126,5 @@ __all__ = [
     "expiry_split",
     "fetch_advisories",
     "fetch_expiry",
+    "load_yaml",
 ]

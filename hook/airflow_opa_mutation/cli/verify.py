@@ -42,7 +42,7 @@ from ._errors import EXIT_FAILED, EXIT_OK, CliError, handle_errors
 from ._opa_admin import admin_client
 from ._opa_provider import OpaProvider
 from ._output import Output, emit_document, make_output, maybe_progress, output_options
-from ._policy_config import config_errors, expiry_split, fetch_advisories, fetch_expiry
+from ._policy_config import config_errors, expiry_split, fetch_advisories, fetch_expiry, load_yaml
 
 
 @dataclass
@@ -99,7 +99,7 @@ def discover(root: Path, only: tuple[str, ...] = ()) -> list[Sample]:
 def load_sample(path: Path, policy: str) -> Sample:
     text = path.read_text()
     try:
-        document = yaml.safe_load(text)
+        document = load_yaml(text)
     except yaml.YAMLError as exc:
         raise CliError(f"{path}: not YAML: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("pod"), dict):
