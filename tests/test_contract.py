@@ -355,6 +355,7 @@ def test_exemptions_that_applied_are_in_the_decision_and_the_audit_annotation(st
         (None, "legacy", "migrating", "SEC-1", "2027-01-31"),
         ("image_tag", "ci", None, None, None),
     ]
+    assert not outcome.changed and outcome.annotated  # an annotation alone is no mutation (verdict, metrics)
     hook(pod)
     record = json.loads(pod.metadata.annotations[AUDIT_ANNOTATION])
     assert record["policies"] == []

@@ -2,7 +2,8 @@
 
 A pod changed by policy carries, under :data:`AUDIT_ANNOTATION`, which request and decision changed it
 and which policies (at which bundle revision) did, so the change can be traced from the pod alone: from
-``kubectl get pod -o yaml`` back to OPA's decision log. Written only on a pod the patch really changed.
+``kubectl get pod -o yaml`` back to OPA's decision log. Written only on a pod the patch really changed,
+or that exemptions let through (below).
 ``layer`` says who changed it: ``hook`` here; the admission webhook (policies/lib/admission.rego) writes
 ``admission`` on a pod it had to change, so the pods the hook never saw stand out.
 
