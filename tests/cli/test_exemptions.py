@@ -281,3 +281,20 @@ def test_an_unquoted_yaml_date_is_read_as_written(run, tmp_path, library):
         f"exemption exempt.old expired: expires {EXPIRED}, "
         f"so it has matched no pod since {(TODAY - timedelta(days=1)).isoformat()}T00:00:00Z"
     ]
+
+
+def test_preview_shows_the_exemptions_that_applied(run, tmp_path, schema_validator):
+    from airflow_opa_mutation import pod_to_json
+
+    pod = tmp_path / "pod.json"
+    pod.write_text(json.dumps(pod_to_json(pods()[1])))
+    config = str(config_file(tmp_path, CONFIG))
+    text = run("preview", "--policies", str(POLICIES), "--config", config, "--color", "never", str(pod))
+    assert text.exit_code == 0, text.output
+    assert f"   exempt [*] exempt.legacy  (SEC-1, expires {LATER}): legacy batch jobs, migrating" in text.stdout
+    assert f"   exempt [service_account_token] policies.service_account_token.exempt.api  (SEC-2, expires {SOON})" in (
+        text.stdout
+    )
+    document = parse(run("preview", "--policies", str(POLICIES), "--config", config, "-o", "json", str(pod)))
+    schema_validator(document)
+    assert [e["name"] for e in document["pods"][0]["exemptions"]] == ["legacy", "api"]
