@@ -195,6 +195,9 @@ def test_deny_raises_and_leaves_pod_exactly_as_it_was(start_opa, make_hook, pod)
         ('decision := {"deny": "nope"}', "'deny' must be an array"),
         ('decision := {"deny": [{"message": "x"}]}', "deny[0] must be a string or an object"),
         ('decision := {"warn": [42]}', "warn[0]"),
+        ('decision := {"exemptions": {"name": "x"}}', "'exemptions' must be an array"),
+        ('decision := {"exemptions": [{"policy": "p"}]}', "exemptions[0] must be an object with a string 'name'"),
+        ('decision := {"exemptions": [{"name": "x", "expires": 20270131}]}', "exemptions[0]: 'expires' must be a string"),
     ],
 )
 def test_invalid_decisions(start_opa, make_hook, pod, body, needle):
@@ -337,6 +340,49 @@ def test_changed_pod_gets_audit_annotation_unchanged_pod_does_not(start_opa, mak
     other.metadata.labels["team"] = "data"
     hook(other)
     assert AUDIT_ANNOTATION not in other.metadata.annotations
+
+
+def test_exemptions_that_applied_are_in_the_decision_and_the_audit_annotation(start_opa, make_hook, pod):
+    # issue 26: a pod let through by an exemption says so, even when nothing else changed it
+    hook = serve(start_opa, make_hook, """
+        decision := {"exemptions": [
+            {"name": "legacy", "reason": "migrating", "ticket": "SEC-1", "expires": "2027-01-31"},
+            {"name": "ci", "policy": "image_tag"},
+        ]}
+    """)
+    outcome = hook.evaluate(pod)
+    assert [(e.policy, e.name, e.reason, e.ticket, e.expires) for e in outcome.decision.exemptions] == [
+        (None, "legacy", "migrating", "SEC-1", "2027-01-31"),
+        ("image_tag", "ci", None, None, None),
+    ]
+    assert not outcome.changed and outcome.annotated  # an annotation alone is no mutation (verdict, metrics)
+    hook(pod)
+    record = json.loads(pod.metadata.annotations[AUDIT_ANNOTATION])
+    assert record["policies"] == []
+    # compact: the configuration keys only; the owner's text stays in the decision and its log
+    assert record["exemptions"] == ["exempt.legacy", "policies.image_tag.exempt.ci"]
+
+
+def test_the_audit_annotation_stays_small_however_many_exemptions_applied(start_opa, make_hook, pod):
+    hook = serve(start_opa, make_hook, """
+        decision := {"exemptions": [{"name": concat("", [format_int(i, 10), "-", concat("", [x | some _ in numbers.range(1, 500); x := "n"])])} |
+            some i in numbers.range(1, 40)
+        ]}
+    """)
+    hook(pod)
+    record = json.loads(pod.metadata.annotations[AUDIT_ANNOTATION])
+    assert len(pod.metadata.annotations[AUDIT_ANNOTATION]) < 2000
+    assert len(record["exemptions"]) == 9
+    assert record["exemptions"][-1] == "... and 32 more"
+    assert all(len(entry) <= 120 for entry in record["exemptions"])
+
+
+def test_no_exemption_no_annotation_member(start_opa, make_hook, pod):
+    hook = serve(start_opa, make_hook, """
+        decision := {"patch": [{"op": "add", "path": "/metadata/labels/team", "value": "data", "policy": "labels"}]}
+    """)
+    hook(pod)
+    assert "exemptions" not in json.loads(pod.metadata.annotations[AUDIT_ANNOTATION])
 
 
 # -- dry-run -------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The decision contract: what OPA must return, checked before anything acts on it.
 
-A decision is ``{"patch": [...], "deny": [...], "warn": [...]}``, every member optional. ``patch`` is an
-RFC 6902 array whose ops may carry a ``"policy"`` member (stripped before applying); ``deny``/``warn``
-are strings or ``{"msg": str, "policy": str}``. Anything else is an :class:`InvalidDecision`, because
-acting on a half-understood decision is how a pod slips through unchecked.
+A decision is ``{"patch": [...], "deny": [...], "warn": [...], "exemptions": [...]}``, every member
+optional. ``patch`` is an RFC 6902 array whose ops may carry a ``"policy"`` member (stripped before
+applying); ``deny``/``warn`` are strings or ``{"msg": str, "policy": str}``; ``exemptions`` lists the
+exemptions that let the pod past some or all policies, ``{"name": str, "policy"?, "reason"?, "ticket"?,
+"expires"?: str}`` (no ``policy``: a global exemption). Anything else is an :class:`InvalidDecision`,
+because acting on a half-understood decision is how a pod slips through unchecked.
 """
 
 from __future__ import annotations
@@ -33,6 +35,24 @@ class PatchOp:
 
 
 @dataclass(frozen=True)
+class Exemption:
+    """An exemption that applied to the pod: ``policy`` is ``None`` for a global one (``exempt.<name>``),
+    else the policy it lets the pod past (``policies.<policy>.exempt.<name>``). ``reason``, ``ticket``
+    and ``expires`` are what the operator wrote (policies/README.md, Exemptions)."""
+
+    name: str
+    policy: str | None = None
+    reason: str | None = None
+    ticket: str | None = None
+    expires: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Where the exemption is configured, as the library's configuration errors name it."""
+        return f"exempt.{self.name}" if self.policy is None else f"policies.{self.policy}.exempt.{self.name}"
+
+
+@dataclass(frozen=True)
 class Decision:
     """OPA's answer for one pod, checked against the contract (``Outcome.decision``).
 
@@ -43,6 +63,7 @@ class Decision:
     patch: tuple[PatchOp, ...] = ()
     deny: tuple[Message, ...] = ()
     warn: tuple[Message, ...] = ()
+    exemptions: tuple[Exemption, ...] = ()
     decision_id: str | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
 
@@ -79,6 +100,7 @@ def parse_decision(
         patch=_parse_patch(result.get("patch", []), invalid),
         deny=_parse_messages("deny", result.get("deny", []), invalid),
         warn=_parse_messages("warn", result.get("warn", []), invalid),
+        exemptions=_parse_exemptions(result.get("exemptions", []), invalid),
         decision_id=decision_id if isinstance(decision_id, str) else None,
         provenance=provenance if isinstance(provenance, dict) else {},
     )
@@ -121,4 +143,22 @@ def _parse_messages(member: str, messages: Any, invalid: Any) -> tuple[Message, 
         if policy is not None and not isinstance(policy, str):
             raise invalid(f"{member}[{index}]: 'policy' must be a string, got {_type(policy)}")
         parsed.append(Message(entry["msg"], policy))
+    return tuple(parsed)
+
+
+_EXEMPTION_TEXT = ("policy", "reason", "ticket", "expires")
+
+
+def _parse_exemptions(exemptions: Any, invalid: Any) -> tuple[Exemption, ...]:
+    if not isinstance(exemptions, list):
+        raise invalid(f"decision member 'exemptions' must be an array, got {_type(exemptions)}")
+    parsed = []
+    for index, entry in enumerate(exemptions):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise invalid(f"exemptions[{index}] must be an object with a string 'name', got {_type(entry)}")
+        for member in _EXEMPTION_TEXT:
+            value = entry.get(member)
+            if value is not None and not isinstance(value, str):
+                raise invalid(f"exemptions[{index}]: {member!r} must be a string, got {_type(value)}")
+        parsed.append(Exemption(entry["name"], *(entry.get(member) for member in _EXEMPTION_TEXT)))
     return tuple(parsed)

@@ -55,6 +55,8 @@ class Outcome:
     duration: float = 0.0
     #: Whether the patch changed the pod (judged once, on the subtrees it wrote in).
     changed: bool = False
+    #: Whether the audit annotation was written on a pod the patch left alone (exemptions applied).
+    annotated: bool = False
     applied: bool = False
     #: ``input.airflow`` as sent to OPA: the ids Airflow set for the pod's task and the launcher.
     airflow: dict[str, Any] = field(default_factory=dict)
@@ -182,7 +184,7 @@ class MutationHook:
             outcome.decision = decision
             if decision.deny:
                 raise PodDenied(decision.deny, pod=ref, decision_path=decision_path)
-            if decision.patch:
+            if decision.patch or (decision.exemptions and self.settings.audit_annotation):
                 self._patch(outcome, doc, decision, pod)
             else:
                 outcome.after = doc
@@ -207,8 +209,10 @@ class MutationHook:
             decision_path=decision_path,
         )
         outcome.changed = _patch_engine.differs(doc, after, roots)
-        if outcome.changed and self.settings.audit_annotation:
+        # A pod exemptions let through is annotated even when the patch left it alone (_audit.py).
+        if (outcome.changed or decision.exemptions) and self.settings.audit_annotation:
             roots = sorted({*roots, _audit.annotate(after, decision, outcome.request_uid)})
+            outcome.annotated = not outcome.changed
         outcome.new_pod = _patch_engine.to_pod(
             after, decision.patch, roots, pod=ref, decision_path=decision_path, base=(doc, pod)
         )
@@ -259,9 +263,9 @@ class MutationHook:
             self._count(outcome, "error", "errors")
             self._log_summary(outcome, "failed")
             raise error
-        if outcome.new_pod is not None and outcome.changed:
+        if outcome.new_pod is not None and (outcome.changed or outcome.annotated):
             _pod_codec.swap_in(pod, outcome.new_pod)
-            outcome.applied = True
+            outcome.applied = outcome.changed  # an audit annotation alone is no mutation
             self._remember(pod, outcome.after)
         result = "applied" if outcome.applied else "unchanged"
         self._count(outcome, result, result)

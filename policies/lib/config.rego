@@ -1,7 +1,7 @@
 package airflow.pod.lib.config
 
+import data.airflow.pod.lib.exemptions
 import data.airflow.pod.lib.images
-import data.airflow.pod.lib.match
 
 # Configuration as data.
 #
@@ -248,18 +248,18 @@ _faults contains [["policies", name, "exempt"], msg] if {
 }
 
 _faults contains [array.concat(prefix, [name]), msg] if {
-	some [prefix, exemptions] in _exemption_sets
-	some name, matcher in exemptions
+	some [prefix, named] in _exemption_sets
+	some name, matcher in named
 	not is_object(matcher)
 	matcher != null
 	msg := sprintf("must be a matcher (an object), got %s; ignored", [json.marshal(matcher)])
 }
 
 _faults contains [array.concat(prefix, [name, key]), sprintf("%s; this exemption matches no pod", [problem])] if {
-	some [prefix, exemptions] in _exemption_sets
-	some name, matcher in exemptions
+	some [prefix, named] in _exemption_sets
+	some name, matcher in named
 	is_object(matcher)
-	some [key, problem] in match.problems(matcher)
+	some [key, problem] in exemptions.problems(matcher)
 }
 
 # The schema of each policy the user configures.
@@ -314,9 +314,9 @@ _sound(name, delta) if {
 	}
 }
 
-_sound_exemptions(exemptions) if {
-	is_object(exemptions)
-	every matcher in exemptions {
+_sound_exemptions(named) if {
+	is_object(named)
+	every matcher in named {
 		_sound_matcher(matcher)
 	}
 }
@@ -325,7 +325,35 @@ _sound_matcher(null)
 
 _sound_matcher(matcher) if {
 	is_object(matcher)
-	count(match.problems(matcher)) == 0
+	count(exemptions.problems(matcher)) == 0
+}
+
+# --- exemptions that end -------------------------------------------------------
+#
+# expiry: each exemption (global or a policy's own, faults left out) that has
+# expired or ends within exemptions.warning_days, by OPA's clock:
+# {"exemption": <dotted key>, "expires": <as written>, "state": "expired" or
+# "expiring", "ends": <the RFC 3339 instant it stops matching, UTC>}.
+# `verify` and `doctor` report expired ones as errors and expiring ones as
+# warnings; `bundle build --strict` refuses expired ones. Decisions do not
+# carry it (an expired exemption that would have matched the pod is a
+# framework warning there).
+expiry contains {
+	"exemption": concat(".", array.concat(prefix, [name])),
+	"expires": exemption.expires,
+	"state": state,
+	"ends": time.format([exemptions.ends_ns(exemption.expires), "UTC", "2006-01-02T15:04:05Z07:00"]),
+} if {
+	some [prefix, named] in _every_exemption_set
+	some name, exemption in named
+	state := exemptions.state(exemption)
+}
+
+_every_exemption_set contains [["exempt"], exempt]
+
+_every_exemption_set contains [["policies", name, "exempt"], setting.exempt] if {
+	some name, setting in settings
+	is_object(setting.exempt)
 }
 
 # --- advisories ---------------------------------------------------------------

@@ -2,8 +2,9 @@
 # title: The decision the Airflow hook asks for
 # description: |
 #   POST /v1/data/airflow/pod/decision with input {"pod", "airflow", "request"}
-#   returns {"patch": [...], "deny": [...], "warn": [...]}. The package holds
-#   only these three rules, so the package document is the decision.
+#   returns {"patch": [...], "deny": [...], "warn": [...]}, and "exemptions"
+#   when exemptions applied to the pod. The package holds only these rules,
+#   so the package document is the decision.
 # scope: package
 # entrypoint: true
 package airflow.pod.decision
@@ -26,3 +27,11 @@ deny := framework.deny
 # title: Warn
 # description: '[{"msg", "policy"}], judged on the patched pod; the hook logs them.'
 warn := framework.warn
+
+# METADATA
+# title: Exemptions
+# description: |
+#   [{"name", "policy", "reason", "ticket", "expires"}]: the exemptions that
+#   applied to the pod (lib/framework.rego, applied_exemptions); absent when
+#   none did, so the common decision stays three members.
+exemptions := framework.applied_exemptions if count(framework.applied_exemptions) > 0

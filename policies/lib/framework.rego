@@ -22,6 +22,7 @@
 package airflow.pod.lib.framework
 
 import data.airflow.pod.lib.config
+import data.airflow.pod.lib.exemptions
 import data.airflow.pod.lib.k8s
 import data.airflow.pod.lib.match
 import data.airflow.pod.lib.messages
@@ -38,10 +39,18 @@ policy_names := sort(object.keys(config.settings))
 
 # --- exemptions -------------------------------------------------------------
 
-# An exemption is a named matcher (see lib/match.rego) with at least one condition.
-_exempts(matcher) if {
-	count(matcher) > 0
-	match.applies(matcher, k8s.pod, k8s.airflow)
+# An exemption is a named matcher (see lib/match.rego) with at least one
+# condition, and optionally an owner and an end (lib/exemptions.rego): an
+# expired one matches no pod.
+_exempts(exemption) if {
+	_matches(exemption)
+	exemptions.live(exemption)
+}
+
+_matches(exemption) if {
+	conditions := exemptions.conditions(exemption)
+	count(conditions) > 0
+	match.applies(conditions, k8s.pod, k8s.airflow)
 }
 
 # METADATA
@@ -64,6 +73,27 @@ _policy_matchers := [[policy, name, matcher] |
 policy_exemptions[policy] contains name if {
 	some [policy, name, matcher] in _policy_matchers
 	_exempts(matcher)
+}
+
+# METADATA
+# title: Exemptions that applied
+# description: |
+#   [{"name", "policy", "reason", "ticket", "expires"}]: the global exemptions
+#   matching the pod, then the enabled policies' own, each sorted by name
+#   ("policy" only for a policy's own; owner fields only when set). Empty
+#   without a pod.
+# scope: document
+default applied_exemptions := []
+
+applied_exemptions := array.concat(
+	[exemptions.describe(name, "", config.exempt[name]) | some name in sort(global_exemptions)],
+	[exemptions.describe(name, policy, matcher) |
+		some [policy, name, matcher] in sort(_policy_matchers)
+		policy in _enabled
+		name in policy_exemptions[policy]
+	],
+) if {
+	k8s.pod != {}
 }
 
 # METADATA
@@ -380,13 +410,31 @@ _framework_warn contains msg if some msg in config.errors
 
 _framework_warn contains sprintf("exemption %q has no conditions and is ignored", [name]) if {
 	some name, matcher in config.exempt
-	matcher == {}
+	_unconditional(matcher)
 }
 
 _framework_warn contains sprintf("exemption %q of policy %q has no conditions and is ignored", [name, policy]) if {
 	some [policy, name, matcher] in _policy_matchers
-	matcher == {}
+	_unconditional(matcher)
 }
+
+# An expired exemption that would have matched the pod: the DAG's owner sees
+# why the policies apply again.
+_framework_warn contains sprintf("exemption %q expired on %s and no longer applies", [name, matcher.expires]) if {
+	some name, matcher in config.exempt
+	exemptions.expired(matcher)
+	_matches(matcher)
+}
+
+_framework_warn contains msg if {
+	some [policy, name, matcher] in _policy_matchers
+	exemptions.expired(matcher)
+	policy in _enabled
+	_matches(matcher)
+	msg := sprintf("exemption %q of policy %q expired on %s and no longer applies", [name, policy, matcher.expires])
+}
+
+_unconditional(matcher) if count(exemptions.conditions(matcher)) == 0
 
 # --- the decision's lists -----------------------------------------------------
 

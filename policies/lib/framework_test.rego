@@ -286,7 +286,7 @@ test_global_exemption_by_namespace_skips_every_policy if {
 	config := {"exempt": {"system": {"namespace": "airflow"}}}
 	d := decision with input as {"pod": fx.worker_pod, "airflow": fx.ke_airflow}
 		with cfg.user as config
-	d == {"patch": [], "deny": [], "warn": []}
+	d == {"patch": [], "deny": [], "warn": [], "exemptions": [{"name": "system"}]}
 	framework.global_exemptions == {"system"} with input as {"pod": fx.worker_pod, "airflow": fx.ke_airflow}
 		with cfg.user as config
 }

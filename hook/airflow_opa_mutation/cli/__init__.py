@@ -1,4 +1,5 @@
-"""``airflow-opa-mutation``: preview, verify, scan, doctor, bundle and admission, for policy authors and operators.
+"""``airflow-opa-mutation``: preview, verify, scan, doctor, bundle, admission and exemptions, for policy authors
+and operators.
 
 The commands (``_app``) need the ``cli`` extra (click, rich, PyYAML, opa-python-client, cryptography). This
 module imports none of it, so that the console script installed without the extra still starts and says,

@@ -51,6 +51,10 @@ COMMANDS: dict[str, _Entry] = {
         "TLS and authentication, that OPA refuses writes, OPA's version (at least 1.21.3), that the decision is "
         "defined for a sample pod, and bundle status.",
     ),
+    "exemptions": _Entry(
+        "exemptions",
+        "Report on the configured exemptions: how many pods each let through (exemptions report ...).",
+    ),
     "preview": _Entry(
         "preview",
         "Show what the hook would do to pods: the diff, each op and its policy, deny and warn messages.",

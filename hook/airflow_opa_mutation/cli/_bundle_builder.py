@@ -11,8 +11,10 @@ loads it from its own file system at start-up, so it masks from the very first d
 ones OPA logs before any bundle is activated (see docs/running-at-scale.md).
 
 Once built, OPA evaluates the library's verdict on the staged configuration (``policies/lib/config.rego``):
-a configuration error (an unknown key, a value of the wrong type) fails the build naming the key, and no
-bundle is written; an advisory (an exemption wider than it looks) is returned as a warning.
+a configuration error (an unknown key, a value of the wrong type, a malformed ``expires``) fails the build
+naming the key, and no bundle is written; an advisory (an exemption wider than it looks), an expired
+exemption and one ending within 14 days (OPA's clock) are returned as warnings. ``strict`` refuses the
+build on an advisory or an expired exemption as well (one ending soon stays a warning).
 
 Here: the building (``build``), reading a bundle back (``inspect``, ``manifest_of``) and the signing key
 pair (``keygen``, with the ``cryptography`` package).
@@ -35,7 +37,7 @@ from typing import Any
 
 from .._version import __version__
 from ._local_opa import OpaNotFound, opa_binary
-from ._policy_config import ADVISORIES_QUERY, ERRORS_QUERY
+from ._policy_config import ADVISORIES_QUERY, ERRORS_QUERY, EXPIRY_QUERY, expiry_split, load_yaml
 
 #: The bundle owns everything under data.airflow.pod; nothing else (system.log stays local).
 ROOTS = ("airflow/pod",)
@@ -139,7 +141,7 @@ def _load_document(path: Path) -> Any:
             f"{path}: reading YAML needs PyYAML (pip install 'airflow-opa-mutation[cli]') or use a .json file"
         ) from None
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         raise BundleError(f"{path}: not valid YAML: {exc}") from None
 
@@ -230,17 +232,29 @@ def _run_opa(opa: str, args: Sequence[str], cwd: Path) -> str:
     return done.stdout
 
 
-def _review_configuration(opa: str, stage: Path) -> list[str]:
-    """The library's verdict on the staged bundle's configuration: raises on an error, returns the
-    advisories. A library without ``lib/config.rego``'s rules has nothing to say."""
-    query = f"errors := [e | some e in {ERRORS_QUERY}]; advisories := [a | some a in {ADVISORIES_QUERY}]"
+def _review_configuration(opa: str, stage: Path, *, strict: bool = False) -> list[str]:
+    """The library's verdict on the staged bundle's configuration: raises on an error (with ``strict``,
+    on an advisory or an expired exemption too), returns the warnings. A library without
+    ``lib/config.rego``'s rules has nothing to say."""
+    query = (
+        f"errors := [e | some e in {ERRORS_QUERY}]; advisories := [a | some a in {ADVISORIES_QUERY}]; "
+        f"expiry := [x | some x in {EXPIRY_QUERY}]"
+    )
     answer: dict[str, Any] = json.loads(_run_opa(opa, ["eval", "--bundle", ".", "--format", "json", query], stage))
     results: list[dict[str, Any]] = answer.get("result") or [{}]
     bindings: dict[str, Any] = results[0].get("bindings", {})
     errors = [str(e) for e in bindings.get("errors", [])]
     if errors:
         raise BundleError("the configuration has errors; nothing was built:\n  " + "\n  ".join(sorted(errors)))
-    return sorted(str(a) for a in bindings.get("advisories", []))
+    advisories = sorted(str(a) for a in bindings.get("advisories", []))
+    entries = sorted((e for e in bindings.get("expiry", []) if isinstance(e, dict)), key=lambda e: str(e["exemption"]))
+    expired, expiring = expiry_split(entries)
+    if strict and (advisories or expired):
+        raise BundleError(
+            "--strict: the configuration has expired exemptions or exemptions wider than they look; "
+            "nothing was built:\n  " + "\n  ".join([*expired, *advisories])
+        )
+    return [*expired, *advisories, *expiring]
 
 
 def _sha256(path: Path) -> str:
@@ -347,6 +361,7 @@ def build(
     unsigned: bool = False,
     opa: str | None = None,
     scope: str | None = None,
+    strict: bool = False,
 ) -> BuildResult:
     """Stage, build with ``opa build -b``, sign, and check the result; see the module docstring."""
     _check_arguments(signing_key, unsigned, verification_key, signing_alg, key_id, scope=scope)
@@ -373,7 +388,8 @@ def build(
             args += _signing_args(signing_key, signing_alg, key_id, scope, Path(tmp))
         try:
             _run_opa(opa, args, stage)
-            advisories = _review_configuration(opa, stage)  # after the build: OPA's own errors come first
+            # after the build: OPA's own errors come first
+            advisories = _review_configuration(opa, stage, strict=strict)
             if verification_key is not None:
                 _verify(
                     opa, pending, verification_key, key_id=key_id, signing_alg=signing_alg, scope=scope, tmp=Path(tmp)

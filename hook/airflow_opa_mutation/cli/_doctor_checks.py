@@ -35,7 +35,15 @@ from ..config import Settings
 from ..decision import Decision, parse_decision
 from ..errors import OpaMutationError, OpaUnavailable
 from ._opa_admin import admin_client, health_url
-from ._policy_config import ADVISORY_FIX, ERROR_FIX, config_errors, fetch_advisories
+from ._policy_config import (
+    ADVISORY_FIX,
+    ERROR_FIX,
+    EXPIRY_FIX,
+    config_errors,
+    expiry_split,
+    fetch_advisories,
+    fetch_expiry,
+)
 
 #: A KubernetesExecutor worker pod as Airflow builds it: the decision must be defined for it.
 SAMPLE_POD: dict[str, Any] = {
@@ -398,8 +406,9 @@ def _decision_facts(decision: Decision) -> dict[str, Any]:
 
 
 def check_policy_configuration(probe: Probe) -> list[Check]:
-    """The policy configuration's errors (every decision carries them: a fail each, naming the key) and
-    advisories (exemptions wider than they look: a warning each, when this OPA serves them)."""
+    """The policy configuration's errors (every decision carries them: a fail each, naming the key),
+    advisories (exemptions wider than they look: a warning each, when this OPA serves them), and the
+    exemptions that have expired (a fail each) or end within 14 days (a warning each)."""
     if probe.decision is None:
         return []
     errors = config_errors(probe.decision)
@@ -412,6 +421,11 @@ def check_policy_configuration(probe: Probe) -> list[Check]:
         checks.append(Check("exemptions", "skip", detail))
     else:
         checks += [Check("exemptions", "warn", advisory, ADVISORY_FIX) for advisory in advisories]
+    # Expired exemptions match no pod any more (a fail: the configuration no longer says what it
+    # does); ones ending within 14 days are a warning. None listed when this OPA cannot say.
+    expired, expiring = expiry_split(fetch_expiry(probe.admin) or [])
+    checks += [Check("exemption expiry", "fail", message, EXPIRY_FIX) for message in expired]
+    checks += [Check("exemption expiry", "warn", message, EXPIRY_FIX) for message in expiring]
     return checks
 
 

@@ -23,6 +23,7 @@ from ..config import Settings, Source, load_settings, read_raw, settings_from_ra
 from ..errors import ConfigError
 from ..hook import MutationHook
 from ._errors import CliError, OpaStartError
+from ._policy_config import load_yaml
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,7 +57,7 @@ def configured_sources(url: str | None) -> dict[str, Source]:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     try:
-        document = yaml.safe_load(path.read_text())
+        document = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise CliError(f"cannot read the configuration delta {path}: {exc}") from None
     if document is None:

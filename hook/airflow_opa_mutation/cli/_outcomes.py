@@ -31,6 +31,17 @@ def ops_json(outcome: Outcome) -> list[dict[str, Any]]:
     return [{"index": op.index, "policy": op.policy, **op.op} for op in decision.patch]
 
 
+def exemptions_json(outcome: Outcome) -> list[dict[str, Any]]:
+    """The exemptions that applied to the pod (``exemptions report`` reads them from a scan)."""
+    decision = outcome.decision
+    if decision is None:
+        return []
+    return [
+        {"name": e.name, "policy": e.policy, "reason": e.reason, "ticket": e.ticket, "expires": e.expires}
+        for e in decision.exemptions
+    ]
+
+
 def error_json(error: OpaMutationError | None) -> dict[str, Any] | None:
     if error is None:
         return None
@@ -50,6 +61,7 @@ def outcome_json(outcome: Outcome, *, documents: bool = True) -> dict[str, Any]:
         "policies": list(decision.policies) if decision else [],
         "deny": messages_json(decision.deny) if decision else [],
         "warn": messages_json(decision.warn) if decision else [],
+        "exemptions": exemptions_json(outcome),
         "decision_id": decision.decision_id if decision else None,
         "error": error_json(outcome.error),
         "duration_ms": round(outcome.duration * 1000, 3),

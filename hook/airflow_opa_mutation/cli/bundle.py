@@ -62,6 +62,13 @@ def bundle() -> None:
     "-o", "--output", type=click.Path(path_type=Path), default=Path("build/bundle/bundle.tar.gz"), show_default=True
 )
 @click.option("--opa", help="The OPA binary (default: $AOM_OPA_BIN, else opa on PATH).")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse to build when an exemption has expired or the library advises against the configuration "
+    "(an exempt_images entry not pinned by digest, a namespace glob in a global exemption): the warnings "
+    "that would otherwise be printed. Exemptions ending within 14 days stay warnings.",
+)
 def build_command(  # noqa: PLR0917 - one parameter per click option
     policies: Path,
     config: Path | None,
@@ -74,9 +81,13 @@ def build_command(  # noqa: PLR0917 - one parameter per click option
     output: Path,
     opa: str | None,
     scope: str | None,
+    strict: bool,
 ) -> None:
     """Build and sign the policy bundle: the Rego of --policies (no tests, samples or READMEs) and the
-    configuration, with a .manifest claiming airflow/pod, signed by `opa build` for one --scope."""
+    configuration, with a .manifest claiming airflow/pod, signed by `opa build` for one --scope.
+
+    A configuration error always fails the build; expired exemptions and the library's advisories are
+    warnings, errors with --strict."""
     if signing_key is not None and scope is None:
         raise _fail(BundleError("--scope is required: the deployment the bundle is for (its sidecars' AOM_DEPLOYMENT)"))
     try:
@@ -92,6 +103,7 @@ def build_command(  # noqa: PLR0917 - one parameter per click option
             unsigned=unsigned,
             opa=opa,
             scope=scope,
+            strict=strict,
         )
     except BundleError as exc:
         raise _fail(exc) from None

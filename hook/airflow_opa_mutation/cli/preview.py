@@ -9,6 +9,7 @@ from typing import Any
 import click
 from rich.text import Text
 
+from ..decision import Exemption
 from ..errors import Message
 from ..hook import Outcome
 from ._diff import diff_text, yaml_diff
@@ -108,6 +109,8 @@ def render(output: Output, document: PodDocument, outcome: Outcome) -> None:
             console.print(message_text("deny", message))
         for message in decision.warn:
             console.print(message_text("warn", message))
+        for exemption in decision.exemptions:
+            console.print(exemption_text(exemption))
         if decision.patch:
             applied = " (not applied)" if result in ("denied", "failed") else ""
             console.print(Text(f"   ops{applied}:", style="bold"))
@@ -134,6 +137,19 @@ def message_text(kind: str, message: Message) -> Text:
     text = Text(f"   {kind:<5}", style=f"bold {style}")
     text.append(f" [{message.policy or '-'}] ", style="bold")
     text.append(message.msg)
+    return text
+
+
+def exemption_text(exemption: Exemption) -> Text:
+    """An exemption that applied: scope, where it is configured, its owner and end (policies/README.md)."""
+    text = Text("   exempt", style="bold cyan")
+    text.append(f" [{exemption.policy or '*'}] ", style="bold")
+    text.append(exemption.key)
+    owner = [part for part in (exemption.ticket, exemption.expires and f"expires {exemption.expires}") if part]
+    if owner:
+        text.append(f"  ({', '.join(owner)})", style="dim")
+    if exemption.reason:
+        text.append(f": {exemption.reason}", style="dim")
     return text
 
 

@@ -13,8 +13,9 @@ samples), through the hook's own ``MutationHook.evaluate``:
 - convergence: the mutated pod, evaluated again, yields no ops (a policy that keeps patching its own
   output would flap, and the hook evaluates each pod once);
 - the configuration has no error: the decision carries none of the framework's configuration errors
-  (``policies/lib/config.rego``; ``--update`` cannot write one into a golden file). Its advisories
-  (exemptions wider than they look) are shown as warnings, per sample.
+  (``policies/lib/config.rego``; ``--update`` cannot write one into a golden file), and no exemption in
+  it has expired (OPA's clock). Its advisories (exemptions wider than they look) and the exemptions
+  ending within 14 days are shown as warnings, per sample.
 
 ``--update`` rewrites ``expect`` from what the library does now (golden files); it cannot fix a sample
 that does not converge or fails to evaluate.
@@ -41,7 +42,7 @@ from ._errors import EXIT_FAILED, EXIT_OK, CliError, handle_errors
 from ._opa_admin import admin_client
 from ._opa_provider import OpaProvider
 from ._output import Output, emit_document, make_output, maybe_progress, output_options
-from ._policy_config import config_errors, fetch_advisories
+from ._policy_config import config_errors, expiry_split, fetch_advisories, fetch_expiry, load_yaml
 
 
 @dataclass
@@ -98,7 +99,7 @@ def discover(root: Path, only: tuple[str, ...] = ()) -> list[Sample]:
 def load_sample(path: Path, policy: str) -> Sample:
     text = path.read_text()
     try:
-        document = yaml.safe_load(text)
+        document = load_yaml(text)
     except yaml.YAMLError as exc:
         raise CliError(f"{path}: not YAML: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("pod"), dict):
@@ -315,7 +316,7 @@ def verify(directory: Path, only: tuple[str, ...], update_goldens: bool, output_
 def _run(directory: Path, samples: list[Sample], update_goldens: bool, output: Output) -> list[SampleResult]:
     """Check (and with ``update_goldens`` rewrite) each sample against the library in ``directory``."""
     results: list[SampleResult] = []
-    advisories: dict[int, list[str]] = {}  # by hook: one local OPA per configuration
+    advisories: dict[int, tuple[list[str], list[str]]] = {}  # by hook: one local OPA per configuration
     with (
         OpaProvider(policies=directory, audit_annotation=False, warn=output.err.print) as provider,
         maybe_progress(output, "verifying samples", len(samples)) as advance,
@@ -331,16 +332,21 @@ def _run(directory: Path, samples: list[Sample], update_goldens: bool, output: O
                 update(result, hook)
             if id(hook) not in advisories:
                 advisories[id(hook)] = _advisories(hook)
-            result.warnings = advisories[id(hook)]
+            expired, result.warnings = advisories[id(hook)]
+            for problem in expired:
+                result.config_error = True
+                result.fail(problem)
             results.append(result)
             advance()
     return results
 
 
-def _advisories(hook: MutationHook) -> list[str]:
-    """The library's advisories for the configuration this hook's OPA serves (none when it has none)."""
+def _advisories(hook: MutationHook) -> tuple[list[str], list[str]]:
+    """For the configuration this hook's OPA serves: the expired exemptions (failures), then the library's
+    advisories and the exemptions ending soon (warnings)."""
     with admin_client(opa_endpoint(hook.settings), timeout=max(hook.settings.timeout, 5.0)) as admin:
-        return fetch_advisories(admin) or []
+        expired, expiring = expiry_split(fetch_expiry(admin) or [])
+        return expired, (fetch_advisories(admin) or []) + expiring
 
 
 def _print_warnings(output: Output, results: list[SampleResult]) -> None:

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 class PodResult:
     """What the policies did to one pod."""
 
-    #: The pod after the hook: patched when the decision changed it, else the pod given (unchanged).
+    #: The pod after the hook: patched when the decision changed it (or annotated: exemptions applied),
+    #: else the pod given (unchanged).
     pod: Any
     outcome: Outcome = field(repr=False)
 
@@ -141,7 +142,8 @@ class PolicyRunner:
         error = outcome.error
         if raise_errors and error is not None and not isinstance(error, PodDenied):
             raise PodEvaluationError(f"{type(error).__name__}: {error}")
-        after = outcome.new_pod if outcome.changed and error is None and outcome.new_pod is not None else pod
+        swapped = (outcome.changed or outcome.annotated) and error is None and outcome.new_pod is not None
+        after = outcome.new_pod if swapped else pod
         return PodResult(after, outcome)
 
     def run_dag(
