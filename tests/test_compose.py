@@ -150,3 +150,22 @@ def test_every_opa_skips_the_version_check_and_only_the_dev_one_is_open():
     for name in ("opa", "opa-dev"):
         assert "--skip-version-check" in services[name]["command"], name
     assert "--authorization=basic" not in services["opa-dev"]["command"], "a scratch OPA for policy authors"
+
+
+def _setup_commands(text: str) -> list[str]:
+    """The commands (comments dropped) of the compose file's header or a doc's fenced block."""
+    return [re.sub(r"\s+#.*$", "", line).strip() for line in text.splitlines() if line.strip().startswith("scripts/") or "openssl req" in line]
+
+
+def test_the_docs_compose_steps_are_the_compose_files_own():
+    """A reader following docs/helm.md or docs/running-at-scale.md literally runs the set-up the compose file
+    needs (its header, run by tests/bundles/test_deploy.py), certificate included: without it nginx has no
+    certificate and the sidecar never gets a bundle."""
+    header = "\n".join(line.removeprefix("#") for line in (REPO / "docker-compose.yml").read_text().splitlines()
+                       if line.startswith("#"))
+    wanted = [re.sub(r" \[--config org\.yaml\]$", "", command) for command in _setup_commands(header)]
+    assert any("openssl req" in command for command in wanted), wanted
+    for doc in ("docs/helm.md", "docs/running-at-scale.md"):
+        blocks = re.findall(r"```bash\n(.*?)```", (REPO / doc).read_text(), re.S)
+        [block] = [b for b in blocks if "docker compose up" in b]
+        assert _setup_commands(block) == wanted, doc
