@@ -76,7 +76,25 @@ def check_task(task: Any) -> None:
     if denied:
         from airflow.exceptions import AirflowClusterPolicyViolation
 
-        raise AirflowClusterPolicyViolation(_violation(task, denied))
+        found = [(task, denied), *_later_denials(task, settings)]
+        raise AirflowClusterPolicyViolation("\n".join(_violation(*each) for each in found) + _FOOTER)
+
+
+def _later_denials(task: Any, settings: Settings) -> list[tuple[Any, list[tuple[int, tuple[Message, ...]]]]]:
+    """The DAG's tasks after ``task`` that are denied too: Airflow stops at the first violation, and one
+    import error naming them all saves the DAG author a round trip per task."""
+    found = []
+    try:
+        tasks = list(task.dag.tasks)
+        position = next(index for index, each in enumerate(tasks) if each is task)
+        for other in tasks[position + 1 :]:
+            if _gave_up is not None:
+                break
+            if is_kpo(other) and (denied := _evaluate(other, settings)):
+                found.append((other, denied))
+    except Exception as exc:  # the first denial is reported all the same
+        log.warning("opa_mutation parse_time_check: the tasks after %s not checked: %s", _where(task), exc)
+    return found
 
 
 def _check_settings() -> Settings | None:
@@ -132,8 +150,10 @@ def _violation(task: Any, denied: list[tuple[int, tuple[Message, ...]]]) -> str:
     for map_index, messages in denied:
         prefix = f"  map index {map_index}: " if map_index >= 0 else "  "
         lines.extend(prefix + escape(str(message), limit=2048) for message in messages)
-    lines.append("(checked at parse time, [opa_mutation] parse_time_check; the pod would be refused when it runs)")
     return "\n".join(lines)
+
+
+_FOOTER = "\n(checked at parse time, [opa_mutation] parse_time_check; the pod would be refused when it runs)"
 
 
 # -- the cache ----------------------------------------------------------------------------------------
