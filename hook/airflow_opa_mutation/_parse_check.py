@@ -14,7 +14,8 @@ anything runs. Nothing about the task is changed.
 - Cached on disk (each file is parsed in a new process): keyed on the DAG file's content, the pod as the
   hook would see it (its random name suffix left out), the OPA url and decision path, and the bundle
   revision OPA reported (provenance). The last revision seen is trusted for :data:`REVISION_TTL` seconds,
-  so re-parsing an unchanged file asks OPA nothing; a new bundle is noticed within that time.
+  so re-parsing an unchanged file asks OPA nothing; a new bundle is noticed within that time. An OPA with
+  no bundle (policies from files) reports no revision: its verdicts are then kept that long only.
 
 A guardrail for DAG authors, not a boundary: DAG code runs in the same process and can defeat it
 (docs/threat-model.md). The hook (and the admission webhook) still decide when the pod is launched.
@@ -170,7 +171,7 @@ class _CachingHook(RecordingHook):
         revision = cache.revision() if material is not None else None
         if material is not None and revision is not None:
             hit = cache.get(_key(material, revision))
-            if hit is not None:
+            if hit is not None and (revision or _fresh(hit)):
                 return _cached_outcome(hit)
         outcome = super().evaluate(pod, mode="dry-run")
         decision = outcome.decision
@@ -181,7 +182,11 @@ class _CachingHook(RecordingHook):
             cache.set_revision(revision)
             cache.put(
                 _key(material, revision),
-                {"deny": [_message_json(m) for m in decision.deny], "warn": [_message_json(m) for m in decision.warn]},
+                {
+                    "deny": [_message_json(m) for m in decision.deny],
+                    "warn": [_message_json(m) for m in decision.warn],
+                    "at": time.time(),
+                },
             )
         return outcome
 
@@ -200,6 +205,12 @@ class _CachingHook(RecordingHook):
         return json.dumps(
             [__version__, settings.url, settings.decision_path, self.file_hash, doc], sort_keys=True, default=str
         )
+
+
+def _fresh(entry: dict[str, Any]) -> bool:
+    """Without a bundle revision (policies loaded from files) a verdict is trusted for REVISION_TTL only."""
+    at = entry.get("at")
+    return isinstance(at, (int, float)) and 0 <= time.time() - at < REVISION_TTL
 
 
 def _key(material: str, revision: str) -> str:
