@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from airflow_opa_mutation._parse_check import TIMEOUT as _TIMEOUT
 from airflow_opa_mutation.cli._local_opa import free_port
 
 from .conftest import airflow_env, run_airflow
@@ -223,3 +224,25 @@ def test_parsing_outside_the_dag_processor_is_never_checked(tmp_path, migrated_d
     _, env = make_home(tmp_path, migrated_db, library_opa.url, AIRFLOW__OPA_MUTATION__PARSE_TIME_CHECK="True")
     result = run_airflow(DAGBAG_OUTSIDE_THE_DAG_PROCESSOR, env)
     assert (result["asked"], result["import_errors"], result["dags"]) == (0, {}, ["parse_denied", "parse_fine"])
+
+
+def test_an_opa_that_never_answers_costs_one_short_timeout_per_file(tmp_path, migrated_db):
+    """A listener that accepts connections and never answers (OPA hung): with ``timeout = 30`` the check
+    still gives up after its own short timeout on the first task, warns, and leaves the rest unchecked."""
+    import socket
+
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        _, env = make_home(tmp_path, migrated_db, url, AIRFLOW__OPA_MUTATION__PARSE_TIME_CHECK="True",
+                           AIRFLOW__OPA_MUTATION__TIMEOUT="30")
+        code = "from airflow_opa_mutation import _parse_check\n"
+        result = run_airflow(code + PARSE_TWICE.replace("range(2)", "range(1)").replace(
+            'report({"runs": runs, "records": RECORDS})',
+            'report({"runs": runs, "records": RECORDS, "timeout": _parse_check._settings.timeout})'), env)
+    [run] = result["runs"]
+    print(f"parse with a hung OPA (timeout = 30): {run['seconds']:.1f} s")
+    assert run == {**run, "asked": 1, "import_errors": {}, "dags": ["parse_denied"]}
+    assert result["timeout"] == _TIMEOUT
+    assert any(level == "WARNING" and "OPA could not be asked" in message for level, message in result["records"])
