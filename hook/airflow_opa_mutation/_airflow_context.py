@@ -41,6 +41,8 @@ _PROVIDER_POD_GENERATOR = "airflow.providers.cncf.kubernetes.pod_generator"
 #: Airflow 3's task runner. Its ``SUPERVISOR_COMMS`` is set in every process a supervisor starts to run
 #: DAG code (a task, DAG file parsing, callbacks, the triggerer's runner), never in the scheduler.
 _TASK_RUNNER = "airflow.sdk.execution_time.task_runner"
+#: The DAG processor's parsing: ``_parse_file`` runs in the child process it starts per DAG file.
+_DAG_PROCESSOR = "airflow.dag_processing.processor"
 #: What the task runner exports into a task's environment before ``execute()`` (``AIRFLOW_CTX_DAG_ID``,
 #: ...): inherited by the processes the task starts.
 _TASK_ENV_PREFIX = "AIRFLOW_CTX_"
@@ -175,6 +177,27 @@ def in_task_process() -> bool:
     if getattr(runner, "SUPERVISOR_COMMS", None) is not None:
         return True
     return any(key.startswith(_TASK_ENV_PREFIX) for key in os.environ)
+
+
+def parsing_in_dag_processor() -> bool:
+    """True when this thread runs inside the DAG processor's ``_parse_file`` (recognised by its code object,
+    like ``construct_pod`` above) and no task runs in this process.
+
+    :func:`in_task_process` cannot tell the two apart: the DAG processor's parsing child sets
+    ``SUPERVISOR_COMMS`` too. A task re-parsing its DAG (the task runner's ``parse``), the scheduler and
+    ``airflow dags`` commands never have ``_parse_file`` on their stack; a task context or the task
+    runner's ``AIRFLOW_CTX_*`` variables mark a task. Imports nothing; DAG code can fool it (a guardrail).
+    """
+    processor = sys.modules.get(_DAG_PROCESSOR)
+    code = getattr(getattr(processor, "_parse_file", None), "__code__", None)
+    if code is None:
+        return False
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code is not code:
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None or _current_task_context() is not None:
+        return False
+    return not any(key.startswith(_TASK_ENV_PREFIX) for key in os.environ)
 
 
 def _current_task_context() -> Any | None:

@@ -73,6 +73,9 @@ class Settings:
     audit_annotation: bool = True
     provenance: bool = True
     require_bundles: bool = False
+    #: Opt-in: the DAG processor evaluates each KubernetesPodOperator task's pod while parsing and turns a
+    #: denial into an import error (``_parse_check``). A guardrail for DAG authors, not enforcement.
+    parse_time_check: bool = False
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -203,6 +206,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "audit_annotation": _boolean,
     "provenance": _boolean,
     "require_bundles": _boolean,
+    "parse_time_check": _boolean,
 }
 
 KEYS: tuple[str, ...] = tuple(f.name for f in fields(Settings))

@@ -1,6 +1,6 @@
 """A DAG's pods, built by Airflow itself as ``airflow-opa-mutation scan`` builds them, through the hook.
 
-The building is ``cli/scan.py``'s (one place knows how Airflow builds pods):
+The building is ``_task_pods``' and ``cli/scan.py``'s (one place knows how Airflow builds pods):
 
 - KubernetesPodOperator: ``build_pod_request_obj(context, dry_run=True)`` with the task instance's ids in
   the context; Airflow calls its ``pod_mutation_hook`` itself, and the process-wide hook is swapped meanwhile
@@ -18,12 +18,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import _task_pods
 from ..cli import scan
 from ..hook import Outcome
 from ._runner import PodEvaluationError, PolicyRunner, TaskResult, TaskResults
 
 
-class _Recorder(scan.RecordingHook):
+class _Recorder(_task_pods.RecordingHook):
     """scan's recorder, evaluating in the settings' mode instead of dry-run."""
 
     def evaluate(self, pod: Any, *, mode: str | None = None) -> Outcome:
@@ -53,11 +54,11 @@ def run_dag(
         raise ValueError(f"launcher must be kpo, executor or both, not {launcher!r}")
     tasks = sorted(_tasks(dag), key=lambda t: (t.dag_id, t.task_id))
     setup = scan.executor_setup(Path(pod_template_file) if pod_template_file else None)
-    rows: list[scan.TaskPod] = []
-    with scan.recording(runner.settings, _Recorder) as recorder:
+    rows: list[_task_pods.TaskPod] = []
+    with _task_pods.recording(runner.settings, _Recorder) as recorder:
         for task in tasks:
-            if launcher in ("kpo", "both") and scan._is_kpo(task):
-                rows.extend(scan.kpo_pods(task, recorder, max_map))
+            if launcher in ("kpo", "both") and _task_pods.is_kpo(task):
+                rows.extend(_task_pods.kpo_pods(task, recorder, max_map))
             if launcher in ("executor", "both") and scan._runs_on_kubernetes_executor(task):
                 rows.append(scan.executor_pod(task, setup, recorder))
     results = TaskResults()
