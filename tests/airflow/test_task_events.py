@@ -151,3 +151,19 @@ def test_quoted_credentials_are_redacted_and_a_failure_to_record_changes_nothing
         build_as(executor, template_file, override(args=args))
     assert any("could not record the denial in the task's event log: OperationalError" in r.getMessage()
                and "no such table: log" in r.getMessage() for r in caplog.records)
+
+
+def test_a_pod_over_the_hooks_limits_is_recorded_too(template_file, library_opa, process_hook, executor, event_log):
+    """Every ``PodDenied`` reaches the event log, the hook's own limits (policy ``airflow-opa-mutation/limits``)
+    included; OPA is not even asked."""
+    from airflow.providers.cncf.kubernetes.exceptions import PodMutationHookException
+
+    process_hook(library_opa.url, max_containers=1)
+    sidecar = {"pod_override": k8s.V1Pod(spec=k8s.V1PodSpec(containers=[
+        k8s.V1Container(name="base"), k8s.V1Container(name="sidecar", image="busybox")]))}
+    with pytest.raises(PodMutationHookException):
+        build_as(executor, template_file, sidecar)
+    [event] = events(executor)
+    [denial] = json.loads(event.extra)["deny"]
+    assert event.event == "opa_mutation.denied" and denial["policy"] == "airflow-opa-mutation/limits"
+    assert "max_containers" in denial["msg"]
