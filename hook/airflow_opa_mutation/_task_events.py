@@ -22,9 +22,7 @@ never changes the decision: it is logged as a warning.
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
 from ._airflow_context import escape, scheduler_executor
 from ._redact import redact_text
@@ -35,6 +33,11 @@ log = logging.getLogger("airflow_opa_mutation")
 #: The event names (Airflow's ``log.event`` holds at most 60 characters).
 EVENT_DENIED = "opa_mutation.denied"
 EVENT_WOULD_DENY = "opa_mutation.would_deny"
+
+#: The first line of an entry; then one line per reason, ``[policy] message;`` (the last without ``;``);
+#: then ``(pod <namespace>/<name>, decision <path>, request_uid <uid>[, decision_id <id>])``.
+DENIED_HEAD = "denied by policy:"
+WOULD_DENY_HEAD = "would be denied by policy (dry-run: the pod went on):"
 
 #: At most this many messages, each at most MAX_MESSAGE characters: the entry stays small whatever the
 #: policies say (``log.extra`` is unbounded text, and every UI view of the audit log loads it).
@@ -68,18 +71,22 @@ def record(error: PodDenied, *, dry_run: bool, request_uid: str, decision_id: st
 
 
 def _extra(error: PodDenied, dry_run: bool, request_uid: str, decision_id: str | None) -> str:
+    """Plain text, one line per reason (``;`` between them), then the pod and the ids in parentheses: the
+    UI's Audit Log shows a text ``extra`` as it is, line breaks as spaces, so it reads like ``PodDenied``'s
+    message (a JSON ``extra`` it collapses to ``{…}``). Every line is escaped: no message can forge one."""
     messages = error.messages[:MAX_MESSAGES]
-    entry: dict[str, Any] = {
-        "verdict": "would deny" if dry_run else "denied",
-        "deny": [{"policy": m.policy, "msg": escape(redact_text(m.msg), limit=MAX_MESSAGE)} for m in messages],
-    }
+    lines = [WOULD_DENY_HEAD if dry_run else DENIED_HEAD]
+    reasons = []
+    for m in messages:
+        text = escape(redact_text(m.msg), limit=MAX_MESSAGE)
+        reasons.append(f"[{escape(m.policy)}] {text}" if m.policy else text)
     if len(error.messages) > len(messages):
-        entry["more"] = len(error.messages) - len(messages)
+        reasons.append(f"... and {len(error.messages) - len(messages)} more")
+    lines += [reason + ";" for reason in reasons[:-1]] + reasons[-1:]
     pod = error.pod
-    if pod is not None:
-        entry["pod"] = f"{pod.namespace or '-'}/{pod.name or '-'}"
-    entry["decision_path"] = error.decision_path
-    entry["request_uid"] = request_uid
+    where = [f"pod {pod.namespace or '-'}/{pod.name or '-'}"] if pod is not None else []
+    where += [f"decision {escape(error.decision_path or '-')}", f"request_uid {request_uid}"]
     if decision_id:
-        entry["decision_id"] = decision_id
-    return json.dumps(entry, ensure_ascii=False)
+        where.append(f"decision_id {escape(decision_id)}")
+    lines.append(f"({', '.join(where)})")
+    return "\n".join(lines)

@@ -90,12 +90,14 @@ def test_a_denial_is_an_event_of_the_denied_try_with_every_reason(template_file,
     assert event.event == "opa_mutation.denied"
     assert (event.dag_id, event.task_id, event.run_id, event.try_number, event.map_index) == (
         "etl", "load", EXECUTOR_RUN_ID, 3, 2)
-    extra = json.loads(event.extra)
-    assert extra["verdict"] == "denied"
-    assert [(d["policy"], d["msg"]) for d in extra["deny"]] == [(m.policy, m.msg) for m in denied.messages]
-    assert {d["policy"] for d in extra["deny"]} == {"deny_privileged", "pod_security"}
-    assert extra["pod"] == "airflow/etl-load-0a1b2c3d"
-    assert extra["decision_path"] == denied.decision_path
+    head, *reasons, where = event.extra.splitlines()
+    assert head == "denied by policy:"
+    # every reason, one per line, ";" between them: read as one paragraph it is PodDenied's own list
+    assert reasons == [f"[{m.policy}] {m.msg};" for m in denied.messages[:-1]] + [
+        f"[{denied.messages[-1].policy}] {denied.messages[-1].msg}"]
+    assert {m.policy for m in denied.messages} == {"deny_privileged", "pod_security"}
+    assert where.startswith(f"(pod airflow/etl-load-0a1b2c3d, decision {denied.decision_path}, request_uid ")
+    assert where.endswith(")")
 
 
 def test_dry_run_records_would_deny_and_lets_the_pod_through(template_file, library_opa, process_hook, executor,
@@ -105,9 +107,9 @@ def test_dry_run_records_would_deny_and_lets_the_pod_through(template_file, libr
     assert pod.spec.containers[0].security_context.privileged is True  # dry-run: unchanged, not refused
     [event] = events(executor)
     assert event.event == "opa_mutation.would_deny" and event.try_number == 1 and event.map_index == -1
-    extra = json.loads(event.extra)
-    assert extra["verdict"] == "would deny"
-    assert "deny_privileged" in {d["policy"] for d in extra["deny"]}
+    head, *reasons, _ = event.extra.splitlines()
+    assert head == "would be denied by policy (dry-run: the pod went on):"
+    assert '[deny_privileged] container "base" is privileged;' in reasons
 
 
 def test_pods_let_through_and_pods_built_outside_an_executor_record_nothing(template_file, library_opa,
@@ -134,10 +136,10 @@ def test_quoted_credentials_are_redacted_and_a_failure_to_record_changes_nothing
         build_as(executor, template_file, override(args=args))
     [event] = events(executor)
     assert TOKEN not in event.extra and "hunter2" not in event.extra
-    [first, second] = json.loads(event.extra)["deny"]
-    assert first["policy"] == "no_debug_flags"
-    assert first["msg"].startswith("container base runs run --json-string <redacted> --password=<redacted>")
-    assert second == {"policy": "second", "msg": "and another reason"}
+    _, first, second, _ = event.extra.splitlines()
+    assert first.startswith("[no_debug_flags] container base runs run --json-string <redacted> --password=<redacted>")
+    assert first.endswith(";")
+    assert second == "[second] and another reason"
     # the exception (a KubernetesPodOperator task's log shows it) says every reason, redacted the same way
     reason = str(raised.value.__cause__)
     assert "[no_debug_flags] container base runs run --json-string <redacted> --password=<redacted>" in reason
@@ -164,6 +166,6 @@ def test_a_pod_over_the_hooks_limits_is_recorded_too(template_file, library_opa,
     with pytest.raises(PodMutationHookException):
         build_as(executor, template_file, sidecar)
     [event] = events(executor)
-    [denial] = json.loads(event.extra)["deny"]
-    assert event.event == "opa_mutation.denied" and denial["policy"] == "airflow-opa-mutation/limits"
-    assert "max_containers" in denial["msg"]
+    _, denial, _ = event.extra.splitlines()
+    assert event.event == "opa_mutation.denied" and denial.startswith("[airflow-opa-mutation/limits] ")
+    assert "max_containers" in denial
