@@ -405,8 +405,9 @@ def test_executor_denied_task_fails_with_the_reason_in_the_scheduler_log_and_no_
     assert "task_id='escalate'" in failure
     assert '[deny_privileged] container "base" is privileged' in failure
     assert f"{EXECUTOR_NS}/executor-e2e-escalate-" in failure  # the pod the hook refused, named
-    # The task's event log records the failure, but not its reason: PodMutationHookException, which the
-    # executor hands on as the failure's info, has no message of its own (the reason is its __cause__).
+    # Airflow's own event log entry records the failure, but not its reason: PodMutationHookException, which
+    # the executor hands on as the failure's info, has no message of its own (the reason is its __cause__).
+    # The hook's own entry carries it (test_executor_denial_reason_is_in_the_denied_trys_event_log_...).
     [(_, _, extra)] = [e for e in executor_run.events if e[:2] == ("state mismatch", "escalate")]
     assert "finished with state failed" in extra and extra.rstrip().endswith("Extra info:")
 
