@@ -43,6 +43,8 @@ _PROVIDER_POD_GENERATOR = "airflow.providers.cncf.kubernetes.pod_generator"
 _TASK_RUNNER = "airflow.sdk.execution_time.task_runner"
 #: The DAG processor's parsing: ``_parse_file`` runs in the child process it starts per DAG file.
 _DAG_PROCESSOR = "airflow.dag_processing.processor"
+#: Where every Airflow executor's base class lives (the scheduler has it loaded).
+_BASE_EXECUTOR = "airflow.executors.base_executor"
 #: What the task runner exports into a task's environment before ``execute()`` (``AIRFLOW_CTX_DAG_ID``,
 #: ...): inherited by the processes the task starts.
 _TASK_ENV_PREFIX = "AIRFLOW_CTX_"
@@ -142,6 +144,27 @@ def _construct_pod_ids() -> dict[str, Any] | None:
         if isinstance(value, int) and not isinstance(value, bool) and (key != "map_index" or value >= 0):
             ids[key] = value
     return ids if "dag_id" in ids and "task_id" in ids else None
+
+
+def scheduler_executor() -> tuple[Any, dict[str, Any]] | None:
+    """The Airflow executor building the pod being judged, and the ids the scheduler passed for it, when
+    the hook runs inside the scheduler's ``PodGenerator.construct_pod`` (:func:`_construct_pod_ids`).
+
+    The executor is the nearest caller frame's ``self`` that is an instance of the loaded
+    ``airflow.executors.base_executor.BaseExecutor`` (the KubernetesExecutor's ``_create_pods_*``
+    methods call the code that builds the pod). ``None`` anywhere else: tools, tasks, DAG code.
+    """
+    ids = _construct_pod_ids()
+    base = getattr(sys.modules.get(_BASE_EXECUTOR), "BaseExecutor", None)
+    if ids is None or not isinstance(base, type):
+        return None
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self") if "self" in frame.f_code.co_varnames else None
+        if isinstance(candidate, base):
+            return candidate, ids
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 def describe(context: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:

@@ -173,3 +173,18 @@ def redact(doc: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
         ]
     result["spec"] = spec
     return result
+
+
+#: A JSON Web Token (the Execution API's task tokens are JWTs): three base64url parts, the first ``eyJ``.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+#: A bearer or basic credential anywhere in a message, up to a space, quote or list separator.
+_BEARER_ANYWHERE = re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"';,]+")
+
+
+def redact_text(text: str) -> str:
+    """A policy message with what it may quote of the pod's credentials replaced by ``<redacted>``: the
+    value of a secret flag (the rule the pod's ``command``/``args`` get), a bearer or basic credential,
+    and anything shaped like a JSON Web Token."""
+    text = _INLINE.sub(rf"\g<1>\g<2>\g<3>{REDACTED}", " " + text)[1:]
+    text = _BEARER_ANYWHERE.sub(rf"\g<1> {REDACTED}", text)
+    return _JWT.sub(REDACTED, text)

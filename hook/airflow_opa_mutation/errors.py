@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._redact import redact_text
+
 
 @dataclass(frozen=True)
 class PodRef:
@@ -81,13 +83,18 @@ class Message:
 
 
 class PodDenied(OpaMutationError):
-    """Policy refused the pod. Never bypassed by ``fail_mode``."""
+    """Policy refused the pod. Never bypassed by ``fail_mode``.
+
+    Its message lists every deny message with its policy: on the KubernetesPodOperator path it is what the
+    task try's log shows, to anyone who may read the task's logs, so what a message quotes of the pod's
+    credentials is redacted (``_redact.redact_text``); ``messages`` keeps them as the policies wrote them.
+    """
 
     def __init__(
         self, messages: Sequence[Message], *, pod: PodRef | None = None, decision_path: str | None = None
     ) -> None:
         self.messages = tuple(messages)
-        listed = "; ".join(str(m) for m in self.messages)
+        listed = redact_text("; ".join(str(m) for m in self.messages))
         super().__init__(f"denied by policy: {listed}", pod=pod, decision_path=decision_path)
 
 

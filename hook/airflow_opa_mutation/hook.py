@@ -22,7 +22,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from . import _audit, _json, _limits, _patch_engine, _pod_codec, _redact
+from . import _audit, _json, _limits, _patch_engine, _pod_codec, _redact, _task_events
 from ._airflow_context import airflow_context, describe, escape
 from ._audit import AUDIT_ANNOTATION
 from ._opa_client import DecisionClient
@@ -240,6 +240,7 @@ class MutationHook:
         if outcome.mode == "dry-run":
             if isinstance(error, PodDenied):
                 self._count(outcome, "would_deny", "dry_run", "would_deny")
+                self._record_denial(outcome, error)
             elif error is not None:  # OPA down, or a pod that cannot be judged: as visible as in enforce
                 self._count(outcome, "error", "dry_run", "errors")
             else:
@@ -250,6 +251,7 @@ class MutationHook:
         if isinstance(error, PodDenied):
             log.error("%s", _line(error))
             self._count(outcome, "denied", "denied")
+            self._record_denial(outcome, error)
             self._log_summary(outcome, "denied")
             raise error
         if error is not None:
@@ -270,6 +272,16 @@ class MutationHook:
         result = "applied" if outcome.applied else "unchanged"
         self._count(outcome, result, result)
         self._log_summary(outcome, "mutated" if outcome.applied else "unchanged")
+
+    def _record_denial(self, outcome: Outcome, error: PodDenied) -> None:
+        """On the executor path, the reason in the denied task try's event log (``_task_events``)."""
+        decision = outcome.decision
+        _task_events.record(
+            error,
+            dry_run=outcome.mode == "dry-run",
+            request_uid=outcome.request_uid,
+            decision_id=decision.decision_id if decision else None,
+        )
 
     def _log_summary(self, outcome: Outcome, verdict: str) -> None:
         decision = outcome.decision

@@ -6,6 +6,9 @@ cncf.kubernetes provider create their pods in it, through the hook and the shipp
   worker pod of ``load`` is stored mutated, with the audit annotation; ``escalate`` asks for a privileged
   container through ``executor_config``, is denied by the hook, fails with the policy's reason in the
   scheduler's log, and no pod of it ever reaches the API server.
+- The denial's reason in Airflow itself: a real ``airflow api-server`` on the same metadata DB, asked by a
+  user of the simple auth manager's ``viewer`` role (a DAG author with no access to the scheduler's log),
+  returns the denied try's event log entry ``opa_mutation.denied`` with the policy and its message.
 - KubernetesPodOperator: ``dag.test()`` runs a DAG of two operators (``config_file`` = the kubeconfig,
   ``in_cluster=False``, a 3 s startup timeout: no kubelet will ever start the pod, so the task then fails,
   and ``keep_pod`` leaves the pod to inspect); the denied one is never created. ``dry_run()`` prints the
@@ -24,6 +27,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 
 from airflow_opa_mutation import AUDIT_ANNOTATION
@@ -221,9 +226,13 @@ def _task_states(database: Path, dag_id: str) -> dict[str, str]:
     return dict(_query(database, "SELECT task_id, state FROM task_instance WHERE dag_id = ?", dag_id))
 
 
-def run_scheduler(home: Path, env: dict[str, str], kube_cluster: ControlPlane, namespace: str, dag_id: str) -> Run:
+def run_scheduler(home: Path, env: dict[str, str], kube_cluster: ControlPlane, namespace: str, dag_id: str,
+                  events: tuple[str, ...] = ()) -> Run:
     """``airflow scheduler`` until the worker pod of ``load`` is stored in ``namespace`` and ``escalate`` has
-    failed (the DAG ``dag_id``: EXECUTOR_DAG's two tasks), then killed. The DB must be migrated already."""
+    failed (the DAG ``dag_id``: EXECUTOR_DAG's two tasks), then killed. The DB must be migrated already.
+
+    ``events``: event log entries of the DAG to wait for as well, a few scheduler loops at most (the
+    scheduler saves its executor's task events just after the states it reports)."""
     log = home / "scheduler.log"
     started = time.monotonic()
     with log.open("wb") as out:
@@ -237,11 +246,15 @@ def run_scheduler(home: Path, env: dict[str, str], kube_cluster: ControlPlane, n
         deadline = time.monotonic() + 180
         states: dict[str, str] = {}
         pods: list[dict[str, Any]] = []
+        grace: float | None = None
         while time.monotonic() < deadline and scheduler.poll() is None:
             states = _task_states(home / "airflow.db", dag_id)
             pods = kube_cluster.list_pods(namespace)
             if states.get("escalate") == "failed" and pods:
-                break
+                grace = grace or time.monotonic() + 10
+                seen = {e for (e,) in _query(home / "airflow.db", "SELECT event FROM log WHERE dag_id = ?", dag_id)}
+                if set(events) <= seen or time.monotonic() > grace:
+                    break
             time.sleep(1)
         seconds = time.monotonic() - started
     finally:
@@ -265,12 +278,60 @@ def run_scheduler(home: Path, env: dict[str, str], kube_cluster: ControlPlane, n
 def executor_run(airflow_home: tuple[Path, dict[str, str]], kpo_run: dict[str, Any],
                  kube_cluster: ControlPlane) -> Run:
     """The scheduler on EXECUTOR_DAG; ``kpo_run`` migrated the DB first."""
-    run = run_scheduler(*airflow_home, kube_cluster, EXECUTOR_NS, "executor_e2e")
+    run = run_scheduler(*airflow_home, kube_cluster, EXECUTOR_NS, "executor_e2e", events=("opa_mutation.denied",))
     REPORT.setdefault("airflow", []).append(
         f"KubernetesExecutor: scheduler start to worker pod stored {run.seconds:.0f} s, "
         f"pods created {len(run.pods)} of 2 (one denied)"
     )
     return run
+
+
+VIEWER, VIEWER_PASSWORD = "author", "not-a-secret-password"
+
+
+@pytest.fixture(scope="module")
+def api_server(airflow_home: tuple[Path, dict[str, str]], executor_run: Run) -> Any:
+    """A real ``airflow api-server`` (core API) on the module's metadata DB, started after the scheduler
+    stopped; yields its URL and a session holding the bearer token of a ``viewer`` of the simple auth
+    manager, obtained through ``POST /auth/token``."""
+    home, env = airflow_home
+    (home / "passwords.json").write_text(json.dumps({VIEWER: VIEWER_PASSWORD}))
+    env = env | {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{VIEWER}:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-jwt-secret-of-this-module",
+    }
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with (home / "api-server.log").open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port),
+             "--apps", "core", "--workers", "1"],
+            env=env, cwd=home, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, (home / "api-server.log").read_text(errors="replace")[-6000:]
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"{url}/api/v2/monitor/health", timeout=5).ok:
+                    break
+            assert time.monotonic() < deadline, (home / "api-server.log").read_text(errors="replace")[-6000:]
+            time.sleep(1)
+        login = requests.post(f"{url}/auth/token", json={"username": VIEWER, "password": VIEWER_PASSWORD},
+                              timeout=30)
+        assert login.status_code == 201, login.text
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+        yield url, session
+        session.close()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
 
 
 #: What the library's security_context policy gives a container that asked for nothing (Kubernetes JSON).
@@ -344,10 +405,44 @@ def test_executor_denied_task_fails_with_the_reason_in_the_scheduler_log_and_no_
     assert "task_id='escalate'" in failure
     assert '[deny_privileged] container "base" is privileged' in failure
     assert f"{EXECUTOR_NS}/executor-e2e-escalate-" in failure  # the pod the hook refused, named
-    # The task's event log records the failure, but not its reason: PodMutationHookException, which the
-    # executor hands on as the failure's info, has no message of its own (the reason is its __cause__).
+    # Airflow's own event log entry records the failure, but not its reason: PodMutationHookException, which
+    # the executor hands on as the failure's info, has no message of its own (the reason is its __cause__).
+    # The hook's own entry carries it (test_executor_denial_reason_is_in_the_denied_trys_event_log_...).
     [(_, _, extra)] = [e for e in executor_run.events if e[:2] == ("state mismatch", "escalate")]
     assert "finished with state failed" in extra and extra.rstrip().endswith("Extra info:")
+
+
+def test_executor_denial_reason_is_in_the_denied_trys_event_log_through_the_rest_api(api_server: Any,
+                                                                                    executor_run: Run):
+    """Issue 26 item 1: what a DAG author sees in Airflow (the task try's Audit Log tab is this API)."""
+    url, session = api_server
+    run_id = "scheduled__2026-01-01T00:00:00+00:00"
+    ti = session.get(f"{url}/api/v2/dags/executor_e2e/dagRuns/{run_id}/taskInstances/escalate", timeout=30)
+    assert ti.status_code == 200, ti.text
+    assert ti.json()["state"] == "failed"
+    try_number = ti.json()["try_number"]
+    logs = session.get(f"{url}/api/v2/eventLogs", timeout=30, params={
+        "dag_id": "executor_e2e", "task_id": "escalate", "run_id": run_id, "try_number": try_number,
+        "map_index": -1})
+    assert logs.status_code == 200, logs.text
+    entries = {entry["event"]: entry for entry in logs.json()["event_logs"]}
+    assert "state mismatch" in entries  # Airflow's own entry, without the reason
+    denied = entries["opa_mutation.denied"]
+    assert (denied["try_number"], denied["map_index"]) == (try_number, -1)
+    head, *reasons, where = denied["extra"].splitlines()  # plain text: the UI's Audit Log shows it as it is
+    assert head == "denied by policy:"
+    assert '[deny_privileged] container "base" is privileged;' in reasons
+    assert {reason.split("]")[0] for reason in reasons} == {"[deny_privileged", "[pod_security"}  # every reason
+    assert where.startswith(f"(pod {EXECUTOR_NS}/executor-e2e-escalate-")
+    # the same request as the scheduler's log line about it
+    request_uid = re.search(r"request_uid ([0-9a-f-]+)", where).group(1)  # type: ignore[union-attr]
+    assert f"request_uid={request_uid}" in executor_run.output
+    # nothing of the worker's command line (its Execution API token) is recorded
+    assert "--json-string" not in denied["extra"] and "token" not in denied["extra"]
+    # the task that was let through has no such entry
+    load = session.get(f"{url}/api/v2/eventLogs", timeout=30,
+                       params={"dag_id": "executor_e2e", "task_id": "load", "event": "opa_mutation.denied"})
+    assert load.status_code == 200 and load.json()["total_entries"] == 0
 
 
 # -- KubernetesPodOperator ------------------------------------------------------------------------------
@@ -380,7 +475,11 @@ def test_kpo_pods_are_built_in_a_process_marked_as_a_task_with_the_running_tasks
 def test_kpo_denied_pod_is_never_created_and_the_task_fails_with_the_reason(kpo_run: dict[str, Any]):
     assert kpo_run["states"]["escalate"] == "failed"
     assert all(p["metadata"]["labels"]["task_id"] != "escalate" for p in kpo_run["pods"])
-    assert "PodDenied: denied by policy: [deny_privileged]" in kpo_run["_output"]  # the task's log
+    # the task's log: every reason, each with its policy
+    raised = [line for line in kpo_run["_output"].splitlines()
+              if "PodDenied: denied by policy: " in line and not line.startswith("AOM-RESULT")]
+    assert raised and all('[deny_privileged] container "base" is privileged' in line and "[pod_security] " in line
+                          for line in raised), raised
     assert any(level == "ERROR" and "[deny_privileged]" in message and "task_id=escalate" in message
                for level, message in kpo_run["records"])
 
