@@ -25,6 +25,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
+from types import CodeType, FrameType
 from typing import Any
 
 LAUNCHER_EXECUTOR = "kubernetes_executor"
@@ -128,9 +129,7 @@ def _construct_pod_ids() -> dict[str, Any] | None:
     code = getattr(getattr(generator, "construct_pod", None), "__code__", None)
     if code is None:
         return None
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_code is not code:
-        frame = frame.f_back  # type: ignore[assignment]
+    frame = _frame_running(code)
     if frame is None or in_task_process():
         return None
     args = frame.f_locals
@@ -144,6 +143,14 @@ def _construct_pod_ids() -> dict[str, Any] | None:
         if isinstance(value, int) and not isinstance(value, bool) and (key != "map_index" or value >= 0):
             ids[key] = value
     return ids if "dag_id" in ids and "task_id" in ids else None
+
+
+def _frame_running(code: CodeType) -> FrameType | None:
+    """The nearest frame on this thread's stack (its caller's and up) executing ``code``, if any."""
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None and frame.f_code is not code:
+        frame = frame.f_back
+    return frame
 
 
 def scheduler_executor() -> tuple[Any, dict[str, Any]] | None:
@@ -215,10 +222,7 @@ def parsing_in_dag_processor() -> bool:
     code = getattr(getattr(processor, "_parse_file", None), "__code__", None)
     if code is None:
         return False
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_code is not code:
-        frame = frame.f_back  # type: ignore[assignment]
-    if frame is None or _current_task_context() is not None:
+    if _frame_running(code) is None or _current_task_context() is not None:
         return False
     return not any(key.startswith(_TASK_ENV_PREFIX) for key in os.environ)
 

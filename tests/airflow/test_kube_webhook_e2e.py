@@ -275,7 +275,9 @@ def test_an_exemption_the_hook_grants_a_running_task_is_not_granted_at_admission
     any other holder of its credentials, so ids in labels buy nothing (docs/threat-model.md)."""
     sent = kpo_run["sent"]["exempted_escalate"]
     assert sent["spec"]["containers"][0]["securityContext"] == {"privileged": True}  # exempt: the hook let it be
-    assert AUDIT_ANNOTATION not in (sent["metadata"].get("annotations") or {})
+    audit = audit_of(sent)  # the hook's record of an exempted pod: no policy changed it, the exemption named
+    assert audit is not None and audit["layer"] == "hook" and audit["exemptions"] == ["exempt.kpo-exempted"], audit
+    assert not audit["policies"], audit
     assert "exempted_escalate" not in kpo_run["pods"]
     kind, status, message = kpo_run["failures"]["exempted_escalate"]
     assert (kind, status) == ("ForbiddenException", 403)
