@@ -10,10 +10,12 @@
 #   the same configuration (data.airflow.pod.config): the patch (JSONPatch,
 #   base64), the deny messages (allowed false) and the warn messages.
 #
-#   Judged: pods on CREATE, the whole pod on UPDATE of pods/ephemeralcontainers
-#   (kubectl debug), and the pod templates of Jobs, CronJobs, Deployments,
-#   StatefulSets, ReplicaSets and DaemonSets, built into a pod, patched where
-#   the template is and denied on the controller. Anything else is allowed
+#   Judged: pods on CREATE, pods on UPDATE (validated, never patched: a spec
+#   change in full, a metadata-only one for what it newly violates), the
+#   whole pod on UPDATE of pods/ephemeralcontainers (kubectl debug), and the
+#   pod templates of Jobs, CronJobs, Deployments, StatefulSets, ReplicaSets
+#   and DaemonSets, built into a pod, patched where the template is and
+#   denied on the controller. Anything else is allowed
 #   unchanged. README.md, "Admission backstop"; docs/threat-model.md.
 # scope: package
 package airflow.pod.admission
@@ -32,24 +34,29 @@ _request := object.get(input, "request", {})
 # --- what is judged ----------------------------------------------------------
 
 # [group, resource, subResource] -> the operations judged, where the pod (or
-# its template) is in the object, and whether the patch can change it. The
-# ephemeralcontainers subresource keeps only spec.ephemeralContainers of what
-# mutating webhooks return, and the library never writes there: judged, never
-# patched. A Job's template is immutable once created: CREATE only.
+# its template) is in the object, and the operations the patch can change it
+# on. A running pod's spec is immutable but for its images, deadline and added
+# tolerations: an UPDATE is judged (the images could be swapped for refused
+# ones), never patched. The ephemeralcontainers subresource keeps only
+# spec.ephemeralContainers of what mutating webhooks return, and the library
+# never writes there: judged, never patched. A Job's template is immutable
+# once created: CREATE only.
 _targets := {
-	["", "pods", ""]: {"operations": {"CREATE"}, "place": [], "patch": true},
-	["", "pods", "ephemeralcontainers"]: {"operations": {"UPDATE"}, "place": [], "patch": false},
-	["batch", "jobs", ""]: {"operations": {"CREATE"}, "place": ["spec", "template"], "patch": true},
+	["", "pods", ""]: {"operations": {"CREATE", "UPDATE"}, "place": [], "patch": {"CREATE"}},
+	["", "pods", "ephemeralcontainers"]: {"operations": {"UPDATE"}, "place": [], "patch": set()},
+	["batch", "jobs", ""]: {"operations": {"CREATE"}, "place": ["spec", "template"], "patch": {"CREATE"}},
 	["batch", "cronjobs", ""]: {
 		"operations": {"CREATE", "UPDATE"},
 		"place": ["spec", "jobTemplate", "spec", "template"],
-		"patch": true,
+		"patch": {"CREATE", "UPDATE"},
 	},
-	["apps", "deployments", ""]: {"operations": {"CREATE", "UPDATE"}, "place": ["spec", "template"], "patch": true},
-	["apps", "statefulsets", ""]: {"operations": {"CREATE", "UPDATE"}, "place": ["spec", "template"], "patch": true},
-	["apps", "replicasets", ""]: {"operations": {"CREATE", "UPDATE"}, "place": ["spec", "template"], "patch": true},
-	["apps", "daemonsets", ""]: {"operations": {"CREATE", "UPDATE"}, "place": ["spec", "template"], "patch": true},
+	["apps", "deployments", ""]: _template_target,
+	["apps", "statefulsets", ""]: _template_target,
+	["apps", "replicasets", ""]: _template_target,
+	["apps", "daemonsets", ""]: _template_target,
 }
+
+_template_target := {"operations": {"CREATE", "UPDATE"}, "place": ["spec", "template"], "patch": {"CREATE", "UPDATE"}}
 
 _resource := [
 	object.get(_request, ["resource", "group"], ""),
@@ -278,13 +285,50 @@ _parts := {
 	"pod": framework.patched_pod,
 }
 
+# The decision's deny entries, then the trusted-account guard's (policy "admission").
+_denied := array.concat(_decision.deny, [{"msg": msg, "policy": "admission"} | some msg in _guard])
+
+# A pod UPDATE: the stored pod (oldObject) is judged too, as the same requester.
+_pod_update if {
+	_resource == ["", "pods", ""]
+	_request.operation == "UPDATE"
+}
+
+# The stored pod; none sent: {}, whose spec every pod's differs from (judged in full).
+default _old := {}
+
+_old := old if {
+	old := _request.oldObject
+	is_object(old)
+}
+
+_old_denied := denied if {
+	# regal ignore:with-outside-test-context
+	denied := _denied with input.request.object as _old
+}
+
+# A spec change (image, deadline, tolerations) is judged in full, as at
+# creation: the stored pod's violations were admitted for its own containers
+# (an older policy revision, a trusted requester's exemption), never for
+# another image.
+_spec_changed if object.get(_request.object, "spec", {}) != object.get(_old, "spec", {})
+
 # METADATA
 # title: Deny entries
-# description: '[{"msg", "policy"}]: the decision''s, then the trusted-account guard''s (policy "admission").'
+# description: |
+#   [{"msg", "policy"}]: the decision's, then the trusted-account guard's
+#   (policy "admission"). On a pod UPDATE that leaves the spec as stored
+#   (labels, annotations: the KubernetesPodOperator labels its finished pods),
+#   only the entries the stored pod does not have: an update adds no
+#   violation, and a pod admitted under an older policy revision or for a
+#   trusted requester is not bricked.
 # scope: document
 default deny := []
 
-deny := array.concat(_decision.deny, [{"msg": msg, "policy": "admission"} | some msg in _guard])
+deny := [entry | some entry in _denied; not entry in _old_denied] if {
+	_pod_update
+	not _spec_changed
+} else := _denied
 
 # METADATA
 # title: Warn entries
@@ -338,7 +382,7 @@ _metadata_ops := [{"op": "add", "path": concat("", [root, "/metadata"]), "value"
 default patch := []
 
 patch := array.concat(array.concat(_metadata_ops, _rerooted), _audit_ops) if {
-	_target.patch
+	_request.operation in _target.patch
 	count(_rerooted) > 0
 	count(deny) == 0
 }

@@ -114,7 +114,6 @@ test_the_namespace_comes_from_the_request if {
 
 test_what_is_not_judged_is_allowed_unchanged if {
 	requests := [
-		review("", "pods", "", "UPDATE", fx.worker_pod),
 		review("", "pods", "", "DELETE", fx.worker_pod),
 		review("", "pods", "status", "UPDATE", fx.worker_pod),
 		review("", "configmaps", "", "CREATE", {"kind": "ConfigMap", "data": {}}),
@@ -155,6 +154,83 @@ test_an_ephemeral_container_is_judged_and_never_patched if {
 	_mutate(allowed, {}).response == {"uid": _uid, "allowed": true}
 	unhardened := review("", "pods", "ephemeralcontainers", "UPDATE", _debugged(fx.worker_pod, fx.hardened_context))
 	not _mutate(unhardened, {}).response.patch
+}
+
+# --- pod updates ---------------------------------------------------------------------
+
+# A plain pod UPDATE (PUT or PATCH of the pod): the API server sends the stored
+# pod as oldObject and no subResource.
+_update(old, new) := json.patch(
+	json.remove(review("", "pods", "", "UPDATE", new), ["request/subResource"]),
+	[{"op": "add", "path": "/request/oldObject", "value": old}],
+)
+
+_labelled(pod) := fx.put(pod, "/metadata/labels/finished", "true")
+
+_registries := {"policies": {"allowed_registries": {"enabled": true, "params": {"registries": ["docker.io/apache"]}}}}
+
+test_an_update_adding_a_violation_is_refused if {
+	privileged := fx.put(fx.hardened_pod, "/spec/containers/0/securityContext/privileged", true)
+	answer := _mutate(_update(fx.hardened_pod, privileged), {})
+	answer.response.allowed == false
+	contains(answer.response.status.message, `denied by policy: [deny_privileged] container "base" is privileged`)
+}
+
+test_an_image_changed_to_a_refused_registry_is_refused_with_the_policys_message if {
+	r := _update(fx.hardened_pod, fx.put(fx.hardened_pod, "/spec/containers/0/image", "evil.example.net/payload:1"))
+	answer := _mutate(r, _registries)
+	answer.response.allowed == false
+	msg := concat("", [
+		`[allowed_registries] container "base" uses image "evil.example.net/payload:1" `,
+		"(evil.example.net/payload), which is not from an allowed registry",
+	])
+	contains(answer.response.status.message, msg)
+
+	# the same pod, unchanged but for a label: its image is allowed, so is the update
+	_mutate(_update(fx.hardened_pod, _labelled(fx.hardened_pod)), _registries).response == {"uid": _uid, "allowed": true}
+}
+
+test_a_label_update_of_a_pod_with_an_old_violation_is_allowed if {
+	# admitted under an older policy revision, or by a trusted requester
+	answer := _mutate(_update(_privileged, _labelled(_privileged)), {})
+	answer.response.allowed == true
+	not answer.response.patch
+	_validate(_update(_privileged, _labelled(_privileged))).response.allowed == true
+}
+
+_exempt_etl := {
+	"exempt": {"etl": {"dag_id": "etl_*"}},
+	"admission": {"trusted_requesters": [{"username": _scheduler.username}]},
+}
+
+test_a_label_update_adding_a_violation_is_refused if {
+	# the scheduler's exempted privileged pod; its new dag_id is not exempt: the violation is new
+	renamed := fx.put(_privileged, "/metadata/annotations/dag_id", "reporting")
+	answer := _mutate(as_user(_update(_privileged, renamed), _scheduler), _exempt_etl)
+	answer.response.allowed == false
+	contains(answer.response.status.message, `[deny_privileged] container "base" is privileged`)
+	_mutate(as_user(_update(_privileged, _labelled(_privileged)), _scheduler), _exempt_etl).response.allowed == true
+}
+
+test_a_spec_change_of_a_pod_with_an_old_violation_is_judged_in_full if {
+	# its image, deadline or tolerations change: the pod is judged as at creation
+	changed := fx.put(_privileged, "/spec/activeDeadlineSeconds", 60)
+	answer := _validate(_update(_privileged, changed))
+	answer.response.allowed == false
+	contains(answer.response.status.message, `[deny_privileged] container "base" is privileged`)
+}
+
+test_an_update_without_the_stored_pod_is_judged_in_full if {
+	r := json.remove(_update(_privileged, _labelled(_privileged)), ["request/oldObject"])
+	_validate(r).response.allowed == false
+	_validate(json.patch(r, [{"op": "add", "path": "/request/oldObject", "value": null}])).response.allowed == false
+}
+
+test_an_update_is_never_patched if {
+	# the worker pod is not hardened: a patch would be proposed at creation
+	r := _update(fx.worker_pod, _labelled(fx.worker_pod))
+	_mutate(r, {}).response == {"uid": _uid, "allowed": true}
+	admission.patch == [] with input as r
 }
 
 # --- pod templates ----------------------------------------------------------------

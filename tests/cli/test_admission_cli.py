@@ -13,7 +13,7 @@ import pytest
 import requests
 import yaml
 
-from airflow_opa_mutation.cli.admission import PATHS, RULES
+from airflow_opa_mutation.cli.admission import MUTATING_RULES, PATHS, RULES
 
 from ..reliability.certs import TestCA
 
@@ -55,7 +55,11 @@ def test_defaults(run, ca_file):
             for r in rule["resources"]
             for op in rule["operations"]
         }
-        assert sent == {(g, r, op) for g, r, ops in RULES for op in ops}
+        rules = MUTATING_RULES if answer == "mutate" else RULES
+        assert sent == {(g, r, op) for g, r, ops in rules for op in ops}
+    # a pod UPDATE is validated, never patched (most of a running pod's spec is immutable)
+    assert ("", "pods", "UPDATE") in {(g, r, op) for g, r, ops in RULES for op in ops}
+    assert all(r != "pods" or ops == ("CREATE",) for _, r, ops in MUTATING_RULES)
     assert mutating["webhooks"][0]["reinvocationPolicy"] == "IfNeeded"
     assert "reinvocationPolicy" not in validating["webhooks"][0]
 

@@ -11,6 +11,8 @@ namespaces carrying the label it selects:
   (TokenRequest); the Airflow ids its labels claim buy it no exemption, unless the requester is one the
   configuration trusts, and no pod may run as that trusted account;
 - an ephemeral container added through the ``ephemeralcontainers`` subresource is judged;
+- a running pod's update (a worker's PATCH) is refused for what it newly violates: its image swapped for
+  a refused registry's; a label update passes, also on a pod admitted under an older configuration;
 - a Job whose pod template is privileged is refused at Job create, a clean one is stored mutated;
 - OPA stopped: creation is refused in selected namespaces and untouched elsewhere.
 
@@ -191,14 +193,14 @@ def bare_pod(name: str, **container: Any) -> dict[str, Any]:
     }
 
 
-def token_for(kube: ControlPlane, namespace: str, account: str) -> str:
-    """A service account's own token (TokenRequest), allowed to create pods and pod templates here."""
+def token_for(kube: ControlPlane, namespace: str, account: str, verbs: tuple[str, ...] = ("create", "get")) -> str:
+    """A service account's own token (TokenRequest), allowed ``verbs`` on pods and pod templates here."""
     kube.service_account(namespace, account)
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": {"name": "creator"},
-        "rules": [{"apiGroups": ["", "batch"], "resources": ["pods", "jobs"], "verbs": ["create", "get"]}],
+        "rules": [{"apiGroups": ["", "batch"], "resources": ["pods", "jobs"], "verbs": list(verbs)}],
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -278,6 +280,55 @@ def test_claimed_ids_buy_an_exemption_only_for_a_trusted_requester(webhook, kube
         assert f'[admission] pod runs as service account "{SCHEDULER[1]}" of namespace "{SCHEDULER[0]}"' in (
             denied.message
         )
+
+
+def patch_as(kube: ControlPlane, token: str, namespace: str, name: str, patch: dict[str, Any]) -> ApiResult:
+    """A strategic merge patch of pod ``name`` (kubectl patch's default), as ``token``'s owner."""
+    response = requests.patch(
+        f"{kube.url}/api/v1/namespaces/{namespace}/pods/{name}",
+        json=patch,
+        timeout=30,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/strategic-merge-patch+json"},
+        verify=str(kube.ca_file),
+    )
+    warnings = [_warning_text(w) for w in response.raw.headers.getlist("Warning")]
+    return ApiResult(response.status_code, response.json(), warnings)
+
+
+_REGISTRIES = {"policies": {"allowed_registries": {"enabled": True, "params": {"registries": ["docker.io/apache"]}}}}
+_REFUSED_IMAGE = (
+    '[allowed_registries] container "base" uses image "evil.example.net/payload:1" (evil.example.net/payload), '
+    "which is not from an allowed registry"
+)
+
+
+def test_an_update_is_refused_for_what_it_newly_violates(webhook, kube_cluster):
+    namespace = selected(kube_cluster, "wh-update")
+    worker = token_for(kube_cluster, namespace, "airflow-worker", ("create", "get", "patch"))
+    webhook.configure({})
+    legacy = create_as(kube_cluster, worker, namespace, bare_pod("legacy", image="quay.io/acme/fetcher:1.4"))
+    assert legacy.status == 201, legacy  # admitted before the registries were restricted
+    webhook.configure(_REGISTRIES)
+    assert create_as(kube_cluster, worker, namespace, bare_pod("compliant")).status == 201
+    # the worker swaps the running pod's image for one the policies refuse
+    swapped = {"spec": {"containers": [{"name": "base", "image": "evil.example.net/payload:1"}]}}
+    refused = patch_as(kube_cluster, worker, namespace, "compliant", swapped)
+    assert refused.status == 403, refused
+    assert f"denied by policy: {_REFUSED_IMAGE}" in refused.message
+    stored = kube_cluster.get_pod(namespace, "compliant").body
+    assert [c["image"] for c in stored["spec"]["containers"]] == ["apache/airflow:3.3.2"]
+    # label updates (the KubernetesPodOperator labels its finished pods) add no violation: allowed, also
+    # on the pod an older configuration admitted
+    for name in ("compliant", "legacy"):
+        labelled = patch_as(
+            kube_cluster, worker, namespace, name, {"metadata": {"labels": {"already_checked": "True"}}}
+        )
+        assert labelled.status == 200, labelled
+        assert labelled.body["metadata"]["labels"]["already_checked"] == "True"
+    # a spec change of the older pod is judged in full: its image is refused now
+    deadline = patch_as(kube_cluster, worker, namespace, "legacy", {"spec": {"activeDeadlineSeconds": 3600}})
+    assert deadline.status == 403, deadline
+    assert '[allowed_registries] container "base" uses image "quay.io/acme/fetcher:1.4"' in deadline.message
 
 
 # -- ephemeral containers and pod templates ---------------------------------------------------------------

@@ -4,7 +4,8 @@ OPA serves the library's admission entry point (policies/lib/admission.rego) its
 ``POST /v0/data/airflow/pod/admission/mutate`` answers the MutatingWebhookConfiguration,
 ``.../validate`` the ValidatingWebhookConfiguration (``/v0`` takes the AdmissionReview as its input and
 answers with the document). This command prints both configurations as multi-document YAML for
-``kubectl apply -f -``. What they select mirrors what the Rego judges (:data:`RULES`, tested equal).
+``kubectl apply -f -``. What they select mirrors what the Rego judges (:data:`RULES`, tested equal); the
+mutating one is sent only what the Rego can patch (:data:`MUTATING_RULES`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ PATHS = {
 }
 DEFAULT_LABEL = "airflow-opa-mutation/admission=enabled"
 NAME = "airflow-opa-mutation"
-#: What the webhooks are sent, as (API group, resource, operations): policies/lib/admission.rego's targets.
-RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+#: What the mutating webhook is sent, as (API group, resource, operations).
+MUTATING_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "pods", ("CREATE",)),
     ("", "pods/ephemeralcontainers", ("UPDATE",)),  # kubectl debug
     ("batch", "jobs", ("CREATE",)),  # a Job's pod template is immutable
@@ -37,6 +38,9 @@ RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("apps", "replicasets", ("CREATE", "UPDATE")),
     ("apps", "daemonsets", ("CREATE", "UPDATE")),
 )
+#: What the validating webhook is sent: everything policies/lib/admission.rego judges. A running pod's
+#: images can be changed (UPDATE), which the Rego judges but never patches: validating only.
+RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (*MUTATING_RULES, ("", "pods", ("UPDATE",)))
 # Kubernetes label syntax: an optional DNS-subdomain prefix, a name, and a value (possibly empty).
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
@@ -44,10 +48,10 @@ _LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def _rules() -> list[dict[str, Any]]:
+def _rules(rules: tuple[tuple[str, str, tuple[str, ...]], ...]) -> list[dict[str, Any]]:
     """One rule per group and operations, resources listed together (as kubectl prints them)."""
     grouped: dict[tuple[str, tuple[str, ...]], list[str]] = {}
-    for group, resource, operations in RULES:
+    for group, resource, operations in rules:
         grouped.setdefault((group, operations), []).append(resource)
     return [
         {
@@ -125,7 +129,7 @@ def manifests(
         webhook: dict[str, Any] = {
             "name": f"{answer}.pods.{NAME}",
             "clientConfig": {**client, "caBundle": ca_bundle},
-            "rules": _rules(),
+            "rules": _rules(MUTATING_RULES if answer == "mutate" else RULES),
             "namespaceSelector": {
                 "matchLabels": {key: value},
                 "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded}],
@@ -189,7 +193,8 @@ def manifests_command(  # noqa: PLR0917 - one parameter per click option
 ) -> None:
     """Print the MutatingWebhookConfiguration and ValidatingWebhookConfiguration as YAML (kubectl apply -f -).
 
-    Judged: pods on CREATE, pods/ephemeralcontainers on UPDATE, and the pod templates of Jobs, CronJobs,
+    Judged: pods on CREATE, pods and pods/ephemeralcontainers on UPDATE (validated only: a pod UPDATE is
+    refused for what it newly violates, or in full when it changes the spec), and the pod templates of Jobs, CronJobs,
     Deployments, StatefulSets, ReplicaSets and DaemonSets, in namespaces carrying the label; never
     kube-system nor OPA's own namespace. Roll out with --failure-policy Ignore first, then Fail.
     """
@@ -207,4 +212,4 @@ def manifests_command(  # noqa: PLR0917 - one parameter per click option
     click.echo(yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True), nl=False)
 
 
-__all__ = ["PATHS", "RULES", "admission", "manifests"]
+__all__ = ["MUTATING_RULES", "PATHS", "RULES", "admission", "manifests"]
