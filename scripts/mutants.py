@@ -463,12 +463,28 @@ def _revision() -> str:
     return git("rev-parse", "--short", "HEAD") + (" with uncommitted changes" if changed else "")
 
 
+def _check(mutants: list[Mutant]) -> int:
+    """1 when a mutant no longer applies to the code (its find text changed): scripts/lint's check."""
+    stale_ones = [f"{m.id}: {reason}" for m in mutants if (reason := stale(m, REPO))]
+    for line in stale_ones:
+        print(f"mutants: does not apply: {line}", file=sys.stderr)
+    return 1 if stale_ones else 0
+
+
+def _list(mutants: list[Mutant]) -> int:
+    for m in mutants:
+        print(f"{m.id}{'  [ci]' if m.ci else ''}\n    {m.why}\n    tests: {m.tests.describe()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--ci", action="store_true", help="only the mutants marked ci: true")
     chosen.add_argument("--only", metavar="ID,...", help="only these mutants")
     chosen.add_argument("--list", action="store_true", help="list the mutants and exit")
+    chosen.add_argument("--check", action="store_true",
+                        help="only check that every mutant applies (each find text once); no test runs (scripts/lint)")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies (their paths are printed)")
     parser.add_argument("--file", type=Path, default=MUTANTS_FILE, help="the list (default tests/mutants.yaml)")
@@ -479,10 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ListError, yaml.YAMLError, OSError) as exc:
         print(f"mutants: {args.file}: {exc}", file=sys.stderr)
         return 2
-    if args.list:
-        for m in mutants:
-            print(f"{m.id}{'  [ci]' if m.ci else ''}\n    {m.why}\n    tests: {m.tests.describe()}")
-        return 0
+    if args.check or args.list:
+        return _check(mutants) if args.check else _list(mutants)
     full = not (args.ci or args.only) and args.file.resolve() == MUTANTS_FILE
     if args.ci:
         mutants = [m for m in mutants if m.ci]
