@@ -1,5 +1,6 @@
 package airflow.pod.lib.config
 
+import data.airflow.pod.lib.compiled
 import data.airflow.pod.lib.exemptions
 import data.airflow.pod.lib.images
 
@@ -40,7 +41,10 @@ shipped := {name: defaults |
 # policy defines are kept out. A delta with a mistake (see errors) is applied
 # without it, so that a mistake never switches a control off or weakens it
 # (policies/README.md, "Configuration errors").
-settings := shipped if {
+# The compiled form (lib/compiled.rego) has them merged already.
+settings := compiled.settings if {
+	compiled.holds
+} else := shipped if {
 	count(_user_policies) == 0
 } else := object.union(shipped, _configured) if {
 	count(_suspects) == 0
@@ -127,6 +131,7 @@ unknown_policies contains name if {
 # each on every decision; `verify`, `doctor` and `bundle build` fail on them.
 errors contains sprintf("configuration error: %s: %s", [concat(".", path), problem]) if {
 	not user in _empty
+	not compiled.holds # refused at compile time
 	not _clean
 	some [path, problem] in _faults
 }

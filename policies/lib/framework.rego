@@ -21,6 +21,7 @@
 # scope: package
 package airflow.pod.lib.framework
 
+import data.airflow.pod.lib.compiled
 import data.airflow.pod.lib.config
 import data.airflow.pod.lib.exemptions
 import data.airflow.pod.lib.k8s
@@ -113,7 +114,9 @@ active := sort(_enabled - _exempted) if {
 # a lookup and a negation for each name. Comprehensions, not set rules, here
 # and below: they cost less on every query (policies/README.md, "Cost").
 # regal ignore:prefer-set-or-object-rule
-_enabled := {name |
+_enabled := compiled.enabled if {
+	compiled.holds
+} else := {name |
 	some name, setting in config.settings
 	setting.enabled == true
 }
@@ -131,7 +134,9 @@ _ordered(x) := sort(x) if is_set(x)
 # description: |
 #   Every operation the active policies propose, as [policy, operation], in
 #   decision order (policy name, then the policy's own order).
-proposed := [[name, op] |
+proposed := compiled.proposed if {
+	compiled.holds
+} else := [[name, op] |
 	some name in active
 
 	# regal ignore:unresolved-reference
@@ -359,9 +364,12 @@ patched_pod := _patch_result if patch_applies
 else := k8s.pod
 
 # The validating rules of each active policy (the dynamic data reference
-# reaches each policy package by name). Policies with nothing to say are left
-# out, so the lists below cost nothing for them.
-_denies[name] := _ordered(msgs) if {
+# reaches each policy package by name; the compiled form names the policies
+# that have such rules). Policies with nothing to say are left out, so the
+# lists below cost nothing for them.
+_denies := {name: _ordered(msgs) | some name, msgs in compiled.denies} if {
+	compiled.holds
+} else := {name: _ordered(msgs) |
 	some name in active
 
 	# regal ignore:unresolved-reference
@@ -369,7 +377,9 @@ _denies[name] := _ordered(msgs) if {
 	count(msgs) > 0
 }
 
-_warns[name] := _ordered(msgs) if {
+_warns := {name: _ordered(msgs) | some name, msgs in compiled.warns} if {
+	compiled.holds
+} else := {name: _ordered(msgs) |
 	some name in active
 
 	# regal ignore:unresolved-reference
