@@ -45,6 +45,11 @@ COMMANDS: dict[str, _Entry] = {
         "bundle",
         "Build a signed OPA bundle of the policies (bundle build ...) or make a key pair (bundle keygen ...).",
     ),
+    "compile": _Entry(
+        "compile",
+        "Compile the library for one configuration: merged settings and static references to the enabled "
+        "policies, in one generated module to load beside the library and that configuration.",
+    ),
     "doctor": _Entry(
         "doctor",
         "Check the setup: the effective configuration (and where each value came from), OPA reachability, "

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ._compiler import BUNDLE_PATH, CompileError, compile_library, is_generated
 from ._local_opa import OpaNotFound, opa_binary
 from ._policy_config import ADVISORIES_QUERY, ERRORS_QUERY, EXPIRY_QUERY, expiry_split, load_yaml
 
@@ -66,15 +67,17 @@ class BuildResult:
     scope: str | None = None
     sha256: str = ""
     advisories: list[str] = field(default_factory=list)
+    compiled: tuple[str, ...] | None = None  #: the enabled policies compiled in; None: the dynamic form
 
     def summary(self) -> str:
         skipped = ", ".join(f"{len(paths)} {kind}" for kind, paths in sorted(self.excluded.items()) if paths)
         signature = f"signed {self.key_id}" if self.signed else "UNSIGNED"
         if self.signed and self.scope:
             signature += f" for scope {self.scope}"
+        form = "dynamic" if self.compiled is None else f"compiled for {len(self.compiled)} enabled policies"
         return (
             f"built {self.output}: revision {self.revision}, roots {','.join(self.roots)}, "
-            f"{len(self.files)} files ({signature}); left out: {skipped or 'nothing'}; sha256 {self.sha256}"
+            f"{len(self.files)} files ({signature}, {form}); left out: {skipped or 'nothing'}; sha256 {self.sha256}"
         )
 
 
@@ -110,6 +113,8 @@ def collect(policies: Path) -> tuple[list[Path], dict[str, list[str]]]:
             continue
         relative = path.relative_to(policies)
         reason = _classify(relative)
+        if reason is None and relative.suffix == ".rego" and is_generated(path):
+            reason = "generated"  # compiled for some configuration: the build compiles again
         if reason is None:
             included.append(relative)
         else:
@@ -362,8 +367,10 @@ def build(
     opa: str | None = None,
     scope: str | None = None,
     strict: bool = False,
+    dynamic: bool = False,
 ) -> BuildResult:
-    """Stage, build with ``opa build -b``, sign, and check the result; see the module docstring."""
+    """Stage, build with ``opa build -b``, sign, and check the result; see the module docstring. Unless
+    ``dynamic``, the library is compiled for the configuration (``_compiler``) once it has passed review."""
     _check_arguments(signing_key, unsigned, verification_key, signing_alg, key_id, scope=scope)
     try:
         opa = opa_binary(opa)
@@ -390,6 +397,9 @@ def build(
             _run_opa(opa, args, stage)
             # after the build: OPA's own errors come first
             advisories = _review_configuration(opa, stage, strict=strict)
+            compiled = None if dynamic else _compile_into(opa, stage)
+            if compiled is not None:
+                _run_opa(opa, args, stage)  # again, with the generated module
             if verification_key is not None:
                 _verify(
                     opa, pending, verification_key, key_id=key_id, signing_alg=signing_alg, scope=scope, tmp=Path(tmp)
@@ -410,7 +420,20 @@ def build(
         scope=scope,
         sha256=_sha256(output),
         advisories=advisories,
+        compiled=compiled,
     )
+
+
+def _compile_into(opa: str, stage: Path) -> tuple[str, ...]:
+    """Writes the library compiled for the staged configuration into the stage (``BUNDLE_PATH``)."""
+    try:
+        compiled = compile_library(stage, None, opa=opa, source="the bundle's library and configuration")
+    except CompileError as exc:
+        raise BundleError(f"compiling the library for the configuration failed: {exc}") from None
+    target = stage / BUNDLE_PATH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(compiled.text)
+    return compiled.enabled
 
 
 def _check_within_roots(data: Any) -> None:

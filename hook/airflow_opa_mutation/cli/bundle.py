@@ -69,6 +69,12 @@ def bundle() -> None:
     "(an exempt_images entry not pinned by digest, a namespace glob in a global exemption): the warnings "
     "that would otherwise be printed. Exemptions ending within 14 days stay warnings.",
 )
+@click.option(
+    "--dynamic",
+    is_flag=True,
+    help="Leave the library uncompiled: no generated module (lib/compiled.generated.rego); every decision "
+    "then merges the configuration and reaches each policy by name, as when loaded from disk.",
+)
 def build_command(  # noqa: PLR0917 - one parameter per click option
     policies: Path,
     config: Path | None,
@@ -82,12 +88,14 @@ def build_command(  # noqa: PLR0917 - one parameter per click option
     opa: str | None,
     scope: str | None,
     strict: bool,
+    dynamic: bool,
 ) -> None:
     """Build and sign the policy bundle: the Rego of --policies (no tests, samples or READMEs) and the
     configuration, with a .manifest claiming airflow/pod, signed by `opa build` for one --scope.
 
     A configuration error always fails the build; expired exemptions and the library's advisories are
-    warnings, errors with --strict."""
+    warnings, errors with --strict. The library is compiled for the configuration (see `compile`; the
+    bundle's lib/compiled.generated.rego) unless --dynamic."""
     if signing_key is not None and scope is None:
         raise _fail(BundleError("--scope is required: the deployment the bundle is for (its sidecars' AOM_DEPLOYMENT)"))
     try:
@@ -104,6 +112,7 @@ def build_command(  # noqa: PLR0917 - one parameter per click option
             opa=opa,
             scope=scope,
             strict=strict,
+            dynamic=dynamic,
         )
     except BundleError as exc:
         raise _fail(exc) from None
