@@ -7,9 +7,11 @@ same pods, and their requests alternate, so drift on a busy machine hits both al
 
     python bench/opa_eval.py --out eval.json [--short]
 
-Rows: library, and library + the benchmark's 200 generated policies, at 1, 5 and 50 containers (baseline
-and now), then the library alone at 200 and 1,000 containers (now only: the shape, and the linearity
-check 200 <= 4.6x 50). Short mode runs a few calls per row and skips the 1,000-container row.
+Rows: library, and library + the benchmark's 200 generated policies, at 1, 5 and 50 containers: the
+baseline, today's library in its dynamic form ("now") and compiled for the shipped configuration
+("compiled", ``airflow-opa-mutation compile``: what ``bundle build`` ships); then the library alone at 200
+and 1,000 containers (now and compiled: the shape, and the linearity check 200 <= 4.6x 50). Short mode
+runs a few calls per row and skips the 1,000-container row.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import urllib3
 
 from airflow_opa_mutation import _json, pod_to_json
 from airflow_opa_mutation._airflow_context import airflow_context
-from airflow_opa_mutation.cli._local_opa import LocalOpa
+from airflow_opa_mutation.cli._compiler import compile_library
+from airflow_opa_mutation.cli._local_opa import LocalOpa, opa_binary
 
 # Run as a script, so bench/ is on sys.path: the same pods and generated policies as bench.py.
 from bench import DECISION, REPO, generated_policies, worker_pod
@@ -101,6 +104,29 @@ def decision_summary(opa: LocalOpa, body: bytes) -> dict[str, int]:
     return {key: len(result.get(key, [])) for key in ("patch", "deny", "warn")}
 
 
+def compiled_module(policy_roots: list[Path], folder: Path) -> Path:
+    """The library (and extra policies) compiled for the shipped configuration, as ``compile`` writes it;
+    the roots are copied into one folder first (``compile`` takes one library)."""
+    library = folder / "policies"
+    for root in policy_roots:
+        shutil.copytree(root, library / root.name if root.name != "policies" else library, dirs_exist_ok=True)
+    module = folder / "compiled.generated.rego"
+    module.write_text(compile_library(library, None, opa=opa_binary(None)).text)
+    return module
+
+
+def same_decisions(servers: dict[str, LocalOpa], body: bytes) -> None:
+    """Every server answers ``body`` with the same decision bytes: the figures compare the same work."""
+    answers = {}
+    for name, opa in servers.items():
+        pool = urllib3.HTTPConnectionPool("127.0.0.1", opa.port, maxsize=1, retries=False,
+                                          timeout=urllib3.Timeout(total=120))
+        answers[name] = pool.urlopen("POST", DECISION, body=body, headers={"Content-Type": "application/json"}).data
+        pool.close()
+    if len(set(answers.values())) != 1:
+        raise SystemExit(f"opa_eval: the dynamic and compiled forms decide differently: {answers}")
+
+
 def run(short: bool) -> dict[str, object]:
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -112,19 +138,23 @@ def run(short: bool) -> dict[str, object]:
         generated_policies(generated, 200)
         sets = {"library": ([baseline], [REPO / "policies"]),
                 "library+200-generated": ([baseline, generated], [REPO / "policies", generated])}
-        for policy_set, (then, now) in sets.items():
-            with LocalOpa(then) as old, LocalOpa(now) as new:
+        for index, (policy_set, (then, now)) in enumerate(sets.items()):
+            module = compiled_module(now, root / f"compiled-{index}")
+            with LocalOpa(then) as old, LocalOpa(now) as new, LocalOpa([*now, module]) as compiled:
+                forms = {"now": new, "compiled": compiled}
                 for containers in (1, 5, 50):
                     body = request_body(containers)
+                    same_decisions(forms, body)
                     calls = (10 if short else 300) if containers < 50 else (5 if short else 100)
-                    figures = compare({"baseline": old, "now": new}, body, calls)
+                    figures = compare({"baseline": old, **forms}, body, calls)
                     rows.append(_row(policy_set, containers, figures, decision_summary(new, body),
                                      decision_summary(old, body)))
                     print(_line(rows[-1]), flush=True)
                 # The shape: today's library alone (the baseline is slow there and not a target).
                 for containers in ((200,) if short else (200, 1000)) if policy_set == "library" else ():
                     body = request_body(containers)
-                    figures = compare({"now": new}, body, 3 if short else (30 if containers <= 200 else 10))
+                    same_decisions(forms, body)
+                    figures = compare(forms, body, 3 if short else (30 if containers <= 200 else 10))
                     rows.append(_row(policy_set, containers, figures, decision_summary(new, body), None))
                     print(_line(rows[-1]), flush=True)
     return {"baseline_commit": BASELINE, "short": short, "rows": rows}
@@ -135,19 +165,25 @@ def _row(policy_set: str, containers: int, figures: dict[str, dict[str, float]],
     row: dict[str, object] = {"policy_set": policy_set, "containers": containers,
                               "now_eval_median_us": figures["now"]["median_us"],
                               "now_eval_p90_us": figures["now"]["p90_us"], "calls": figures["now"]["calls"],
-                              "now_decision": now_size}
+                              "now_decision": now_size,
+                              "compiled_eval_median_us": figures["compiled"]["median_us"],
+                              "compiled_eval_p90_us": figures["compiled"]["p90_us"],
+                              "compiled_speedup": figures["now"]["median_us"] / figures["compiled"]["median_us"]}
     if "baseline" in figures:
         row.update({"baseline_eval_median_us": figures["baseline"]["median_us"],
                     "baseline_eval_p90_us": figures["baseline"]["p90_us"],
                     "speedup": figures["baseline"]["median_us"] / figures["now"]["median_us"],
+                    "compiled_vs_baseline": figures["baseline"]["median_us"] / figures["compiled"]["median_us"],
                     "baseline_decision": baseline_size})
     return row
 
 
 def _line(row: dict[str, object]) -> str:
-    text = f"OPA eval {row['policy_set']:22} {row['containers']:>4} containers: now {row['now_eval_median_us']:8.0f} us"
+    text = (f"OPA eval {row['policy_set']:22} {row['containers']:>4} containers: "
+            f"now {row['now_eval_median_us']:8.0f} us, compiled {row['compiled_eval_median_us']:8.0f} us")
     if "baseline_eval_median_us" in row:
-        text += f", baseline {row['baseline_eval_median_us']:8.0f} us, baseline/now {row['speedup']:.2f}"
+        text += (f", baseline {row['baseline_eval_median_us']:8.0f} us, baseline/now {row['speedup']:.2f}"
+                 f", baseline/compiled {row['compiled_vs_baseline']:.2f}")
     return text
 
 

@@ -5,7 +5,8 @@
 #   for one configuration: they generate a second module of this package
 #   (lib/compiled.generated.rego in a bundle) holding the merged settings,
 #   the enabled policies and static references to their patch, deny and warn
-#   rules, and `holds` for exactly the configuration it was compiled from.
+#   rules (read when every enabled policy is active: no exemption applies),
+#   and `holds` for exactly the configuration it was compiled from.
 #   lib/config.rego and lib/framework.rego take those values while `holds`;
 #   under any other configuration (a changed data document, a test's `with`)
 #   they compute them as ever, so the generated module can never give a
@@ -32,6 +33,13 @@ default settings := {}
 # title: Enabled policies
 # description: The names of the policies whose merged `enabled` is true.
 default enabled := set()
+
+# METADATA
+# title: Every enabled policy is active
+# description: |
+#   No exemption applies to the pod: the lists below hold exactly the active
+#   policies. Otherwise the framework reaches the active ones by name.
+default all_active := false
 
 # METADATA
 # title: Proposed operations

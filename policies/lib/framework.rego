@@ -136,6 +136,7 @@ _ordered(x) := sort(x) if is_set(x)
 #   decision order (policy name, then the policy's own order).
 proposed := compiled.proposed if {
 	compiled.holds
+	compiled.all_active
 } else := [[name, op] |
 	some name in active
 
@@ -369,6 +370,7 @@ else := k8s.pod
 # lists below cost nothing for them.
 _denies := {name: _ordered(msgs) | some name, msgs in compiled.denies} if {
 	compiled.holds
+	compiled.all_active
 } else := {name: _ordered(msgs) |
 	some name in active
 
@@ -379,6 +381,7 @@ _denies := {name: _ordered(msgs) | some name, msgs in compiled.denies} if {
 
 _warns := {name: _ordered(msgs) | some name, msgs in compiled.warns} if {
 	compiled.holds
+	compiled.all_active
 } else := {name: _ordered(msgs) |
 	some name in active
 

@@ -67,19 +67,23 @@ def _run(opa: str, args: Sequence[str], cwd: Path | None = None) -> str:
     return done.stdout
 
 
-def _policy_rules(opa: str, modules: Iterable[Path]) -> dict[str, set[str]]:
-    """For each policy package (data.airflow.pod.policies.<name>), which of patch/deny/warn it defines."""
-    found: dict[str, set[str]] = {}
+def _policy_rules(opa: str, modules: Iterable[Path]) -> dict[str, dict[str, bool]]:
+    """For each policy package (data.airflow.pod.policies.<name>), which of patch/deny/warn it defines, and
+    whether that document is always defined (every definition a partial set, ``contains``: an empty set at
+    worst); any other kind of rule may be undefined for a pod, which the generated module must allow for."""
+    found: dict[str, dict[str, bool]] = {}
     for module in modules:
         ast = json.loads(_run(opa, ["parse", "--format", "json", str(module)]))
         path = [term["value"] for term in ast["package"]["path"][1:]]
         if len(path) != len(_POLICIES) + 1 or tuple(path[:-1]) != _POLICIES:
             continue
-        rules = found.setdefault(str(path[-1]), set())
+        rules = found.setdefault(str(path[-1]), {})
         for rule in ast.get("rules", []):
-            ref = rule["head"].get("ref") or [{"value": rule["head"].get("name")}]
-            if len(ref) == 1 and ref[0]["value"] in _RULES:
-                rules.add(ref[0]["value"])
+            head = rule["head"]
+            ref = head.get("ref") or [{"value": head.get("name")}]
+            if ref[0]["value"] in _RULES:
+                partial_set = len(ref) == 1 and "key" in head and "value" not in head
+                rules[ref[0]["value"]] = rules.get(ref[0]["value"], True) and partial_set
     return found
 
 
@@ -142,7 +146,7 @@ def _generate(
     settings: dict[str, Any],
     sets: set[tuple[Any, ...]],
     enabled: list[str],
-    rules: dict[str, set[str]],
+    rules: dict[str, dict[str, bool]],
     source: str,
 ) -> str:
     lines = [
@@ -160,36 +164,29 @@ def _generate(
         "",
         "enabled := " + ("{" + ", ".join(json.dumps(n) for n in enabled) + "}" if enabled else "set()"),
         "",
-        "# The active policies as a set: one lookup per policy below.",
-        "_active := {name | some name in framework.active}",
-        "",
+        "# Every enabled policy is active (no exemption applies to the pod): the common case, where the",
+        "# lists below are read. Otherwise the framework reaches the active ones by name, as without this module.",
+        f"all_active if count(framework.active) == {len(enabled)}",
     ]
-    ident = {name: f"_{i}" for i, name in enumerate(enabled)}  # policy names need not be Rego names
-    patching = [n for n in enabled if "patch" in rules.get(n, ())]
-    lines.append(
-        "proposed := [entry | some ops in ["
-        + ", ".join(f"_patch{ident[n]}" for n in patching)
-        + "]; some entry in ops]"
-    )
-    for name in patching:
-        lines += [
-            "",
-            f"# {name}",
-            f"_patch{ident[name]} := [[{json.dumps(name)}, op] | some op in {_ref(name, 'patch')}] if {{",
-            f"\t_active[{json.dumps(name)}]",
-            "} else := []",
-        ]
-    for rule, document in (("deny", "denies"), ("warn", "warns")):
-        judging = [n for n in enabled if rule in rules.get(n, ())]
-        lines += ["", f"{document} := object.union_n([" + ", ".join(f"_{rule}{ident[n]}" for n in judging) + "])"]
-        for name in judging:
+    for rule, document, form in (
+        ("patch", "proposed", "[[name, op] | some [name, ops] in {}; some op in ops]"),
+        ("deny", "denies", "{{name: msgs | some [name, msgs] in {}; count(msgs) > 0}}"),
+        ("warn", "warns", "{{name: msgs | some [name, msgs] in {}; count(msgs) > 0}}"),
+    ):
+        having = [n for n in enabled if rule in rules.get(n, {})]
+        # A document that may be undefined would make the whole list undefined: read through a rule
+        # that is [] then (the dynamic form skips such a policy; [] gives nothing as well).
+        maybe = [n for n in having if not rules[n][rule]]
+        pairs = ", ".join(
+            f"[{json.dumps(n)}, {f'_{rule}_{having.index(n)}' if n in maybe else _ref(n, rule)}]" for n in having
+        )
+        lines += ["", f"{document} := " + form.format(f"[{pairs}]")]
+        for name in maybe:
             lines += [
                 "",
-                f"_{rule}{ident[name]} := {{{json.dumps(name)}: msgs}} if {{",
-                f"\t_active[{json.dumps(name)}]",
-                f"\tmsgs := {_ref(name, rule)}",
-                "\tcount(msgs) > 0",
-                "} else := {}",
+                f"_{rule}_{having.index(name)} := value if {{",
+                f"\tvalue := {_ref(name, rule)}",
+                "} else := []",
             ]
     return "\n".join(lines) + "\n"
 
@@ -248,4 +245,4 @@ def compile_library(policies: Path, config: Path | None = None, *, opa: str, sou
         text = _run(opa, ["fmt", str(generated)])
         generated.write_text(text)
         _run(opa, ["check", "--strict", str(library), str(generated)])
-    return Compiled(text=text, enabled=tuple(enabled), rules={n: tuple(sorted(rules.get(n, ()))) for n in enabled})
+    return Compiled(text=text, enabled=tuple(enabled), rules={n: tuple(sorted(rules.get(n, {}))) for n in enabled})
