@@ -4,6 +4,7 @@ against the baseline library) and admission_latency.py's pod create latencies th
 
     python bench/report.py OUT_DIR EVAL_JSON ADMISSION_JSON RUN_JSON...
     python bench/report.py --admission OUT_DIR ADMISSION_JSON    the admission row alone: <timestamp>-admission.*
+    python bench/report.py --eval OUT_DIR EVAL_JSON              OPA's evaluation alone: <timestamp>-opa-eval.*
 
 Exits non-zero when a figure is missing (short mode too): the smoke test checks that every row was
 produced, never the values."""
@@ -141,9 +142,29 @@ def admission_only(out_dir: str, admission_path: str) -> int:
     return 0
 
 
-def main(out_dir: str, eval_path: str, admission_path: str, *inputs: str) -> int:
+def eval_only(out_dir: str, eval_path: str) -> int:
+    evaluation = json.loads(Path(eval_path).read_text())
+    check_eval(evaluation)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    short = evaluation["short"]
+    lines = [f"# OPA evaluation {stamp}{' (short mode: smoke test, not figures)' if short else ''}", "",
+             *eval_table(evaluation)]
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{stamp}-opa-eval{'-short' if short else ''}"
+    (folder / f"{name}.json").write_text(json.dumps({"timestamp": stamp, "opa_eval": evaluation}, indent=2) + "\n")
+    (folder / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {folder / name}.json and .md")
+    return 0
+
+
+def main(out_dir: str, eval_path: str, *rest: str) -> int:
     if out_dir == "--admission":
-        return admission_only(eval_path, admission_path)
+        return admission_only(eval_path, rest[0])
+    if out_dir == "--eval":
+        return eval_only(eval_path, rest[0])
+    admission_path, *inputs = rest
     evaluation = json.loads(Path(eval_path).read_text())
     check_eval(evaluation)
     admission = json.loads(Path(admission_path).read_text())
