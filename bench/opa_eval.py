@@ -11,7 +11,9 @@ Rows: library, and library + the benchmark's 200 generated policies, at 1, 5 and
 baseline, today's library in its dynamic form ("now") and compiled for the shipped configuration
 ("compiled", ``airflow-opa-mutation compile``: what ``bundle build`` ships); then the library alone at 200
 and 1,000 containers (now and compiled: the shape, and the linearity check 200 <= 4.6x 50). Short mode
-runs a few calls per row and skips the 1,000-container row.
+runs a few calls per row and skips the 1,000-container row. Then Gatekeeper's native mutation engine on
+the same pods at 1, 5, 50 and 200 containers (bench/gatekeeper_eval.py), beside the library's figures
+(dynamic and compiled), checked to produce the library's pod.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from io import BytesIO
 from pathlib import Path
 
 import urllib3
+from gatekeeper_eval import check as check_gatekeeper
+from gatekeeper_eval import run as run_gatekeeper
 
 from airflow_opa_mutation import _json, pod_to_json
 from airflow_opa_mutation._airflow_context import airflow_context
@@ -94,14 +98,25 @@ def compare(servers: dict[str, LocalOpa], body: bytes, calls: int) -> dict[str, 
             for name, values in samples.items()}
 
 
-def decision_summary(opa: LocalOpa, body: bytes) -> dict[str, int]:
-    """How big the decision is (operations, deny, warn): the same work must be measured on both sides."""
+def decision(opa: LocalOpa, body: bytes) -> dict[str, object]:
+    """The library's whole decision for ``body``."""
     pool = urllib3.HTTPConnectionPool("127.0.0.1", opa.port, maxsize=1, retries=False,
                                       timeout=urllib3.Timeout(total=120))
     result = _eval_us(pool, body)[1]
     pool.close()
     assert isinstance(result, dict)
-    return {key: len(result.get(key, [])) for key in ("patch", "deny", "warn")}
+    return result
+
+
+def decision_summary(opa: LocalOpa, body: bytes) -> dict[str, int]:
+    """How big the decision is (operations, deny, warn): the same work must be measured on both sides."""
+    result = decision(opa, body)
+    return {key: len(value) if isinstance(value := result.get(key, []), list) else 0
+            for key in ("patch", "deny", "warn")}
+
+
+# The sizes Gatekeeper's engine runs at, beside the library alone.
+GATEKEEPER_SIZES = (1, 5, 50, 200)
 
 
 def compiled_module(policy_roots: list[Path], folder: Path) -> Path:
@@ -129,6 +144,8 @@ def same_decisions(servers: dict[str, LocalOpa], body: bytes) -> None:
 
 def run(short: bool) -> dict[str, object]:
     rows: list[dict[str, object]] = []
+    # The library's decisions on the pods Gatekeeper's engine gets: its result must be the same pod.
+    decisions: dict[int, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         (root / "baseline").mkdir()
@@ -150,6 +167,8 @@ def run(short: bool) -> dict[str, object]:
                     rows.append(_row(policy_set, containers, figures, decision_summary(new, body),
                                      decision_summary(old, body)))
                     print(_line(rows[-1]), flush=True)
+                    if policy_set == "library":
+                        decisions[containers] = decision(new, body)
                 # The shape: today's library alone (the baseline is slow there and not a target).
                 for containers in ((200,) if short else (200, 1000)) if policy_set == "library" else ():
                     body = request_body(containers)
@@ -157,7 +176,22 @@ def run(short: bool) -> dict[str, object]:
                     figures = compare(forms, body, 3 if short else (30 if containers <= 200 else 10))
                     rows.append(_row(policy_set, containers, figures, decision_summary(new, body), None))
                     print(_line(rows[-1]), flush=True)
-    return {"baseline_commit": BASELINE, "short": short, "rows": rows}
+                    if containers in GATEKEEPER_SIZES:
+                        decisions[containers] = decision(new, body)
+    # Same pods, same run: Gatekeeper's engine after OPA's rows (its own process, OPA idle meanwhile).
+    gatekeeper = run_gatekeeper({n: request_body(n) for n in GATEKEEPER_SIZES}, decisions, short)
+    check_gatekeeper(gatekeeper, GATEKEEPER_SIZES)
+    library = {row["containers"]: row for row in rows if row["policy_set"] == "library"}
+    for row in gatekeeper["rows"]:
+        ours = library[row["containers"]]
+        row["now_eval_median_us"] = ours["now_eval_median_us"]
+        row["compiled_eval_median_us"] = ours["compiled_eval_median_us"]
+        row["gatekeeper_over_now"] = row["gatekeeper_median_us"] / row["now_eval_median_us"]
+        row["gatekeeper_over_compiled"] = row["gatekeeper_median_us"] / row["compiled_eval_median_us"]
+        print(f"Gatekeeper/OPA eval {row['containers']:>4} containers: gatekeeper {row['gatekeeper_median_us']:8.0f} "
+              f"us, now {row['now_eval_median_us']:8.0f} us, compiled {row['compiled_eval_median_us']:8.0f} us, "
+              f"gatekeeper/compiled {row['gatekeeper_over_compiled']:.2f}", flush=True)
+    return {"baseline_commit": BASELINE, "short": short, "rows": rows, "gatekeeper": gatekeeper}
 
 
 def _row(policy_set: str, containers: int, figures: dict[str, dict[str, float]], now_size: dict[str, int],

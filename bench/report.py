@@ -1,6 +1,7 @@
 """Merges bench.py's per-generation results, opa_eval.py's OPA evaluation figures (the library now
-against the baseline library) and admission_latency.py's pod create latencies through the API server
-(with and without the webhooks) into bench/results/<timestamp>.json and a Markdown table.
+against the baseline library, and Gatekeeper's mutation engine on the same pods) and
+admission_latency.py's pod create latencies through the API server (with and without the webhooks) into
+bench/results/<timestamp>.json and a Markdown table.
 
     python bench/report.py OUT_DIR EVAL_JSON ADMISSION_JSON RUN_JSON...
     python bench/report.py --admission OUT_DIR ADMISSION_JSON    the admission row alone: <timestamp>-admission.*
@@ -52,6 +53,41 @@ def check_eval(evaluation: dict[str, Any]) -> None:
                              "containers")
         if baseline and not row.get("baseline_eval_median_us", 0) > 0:
             raise SystemExit(f"report: no baseline figure for {policy_set} at {containers} containers")
+    check_gatekeeper(evaluation)
+
+
+# The sizes Gatekeeper's engine must be measured at, beside the library (bench/gatekeeper_eval.py).
+GATEKEEPER_SIZES = (1, 5, 50, 200)
+
+
+def check_gatekeeper(evaluation: dict[str, Any]) -> None:
+    """Gatekeeper's figure at every size, beside the library's, and its pod the same as the library's."""
+    rows = {row["containers"]: row for row in evaluation.get("gatekeeper", {}).get("rows", [])}
+    for containers in GATEKEEPER_SIZES:
+        row = rows.get(containers)
+        if row is None or not row["gatekeeper_median_us"] > 0 or not row.get("now_eval_median_us", 0) > 0:
+            raise SystemExit(f"report: no Gatekeeper figure beside the library's at {containers} containers")
+        if not row["same_fields"]:
+            raise SystemExit(f"report: Gatekeeper's pod differs from the library's at {containers} containers")
+
+
+def gatekeeper_table(evaluation: dict[str, Any]) -> list[str]:
+    """Gatekeeper's Mutate median per size beside OPA's eval of the library (dynamic and compiled)."""
+    gatekeeper = evaluation["gatekeeper"]
+    lines = [f"Gatekeeper {gatekeeper['gatekeeper_version']}'s native mutation engine (`pkg/mutation` System, "
+             f"{gatekeeper['mutators']} Assign mutators doing what the library adds to this pod; one `Mutate` call, "
+             f"{gatekeeper['copy']}; median µs) beside OPA's eval of the library now, same pods, same run; "
+             "every mutated pod checked equal to the library's patched pod; a ratio above 1: the library is faster",
+             "",
+             "| containers | OPA eval now µs | OPA eval compiled µs | gatekeeper µs | gatekeeper p90 µs | "
+             "gatekeeper/now | **gatekeeper/compiled** |",
+             "|---|---|---|---|---|---|---|"]
+    for row in gatekeeper["rows"]:
+        lines.append(f"| {row['containers']} | {row['now_eval_median_us']:.0f} | "
+                     f"{row['compiled_eval_median_us']:.0f} | {row['gatekeeper_median_us']:.0f} | "
+                     f"{row['gatekeeper_p90_us']:.0f} | "
+                     f"{row['gatekeeper_over_now']:.2f} | **{row['gatekeeper_over_compiled']:.2f}** |")
+    return lines
 
 
 def eval_table(evaluation: dict[str, Any]) -> list[str]:
@@ -77,7 +113,7 @@ def eval_table(evaluation: dict[str, Any]) -> list[str]:
         for form in ("now", "compiled"):
             ratio = rows[("library", 200)][f"{form}_eval_median_us"] / rows[("library", 50)][f"{form}_eval_median_us"]
             lines += ["", f"Linearity ({form}): eval at 200 containers / eval at 50 = **{ratio:.2f}** (4 is linear)."]
-    return lines
+    return [*lines, "", *gatekeeper_table(evaluation)]
 
 
 # The admission cells every run must produce: (containers, concurrent creators).
