@@ -46,9 +46,15 @@ def started(tmp_path: Path) -> Iterator[tuple[int, set[int], Path]]:
     pid = 0
     try:
         with (tmp_path / "stderr").open("w+") as stderr:  # a file: a pipe would be waited for, as stdout
-            done = subprocess.run([str(DAEMONIZE), str(log), "sh", "-c", "echo started; pwd; exec sleep 600"],
-                                  stdout=write_end, stderr=stderr, pass_fds=(extra_write,),
-                                  cwd=tmp_path, check=False, timeout=60)
+            done = subprocess.run(
+                [str(DAEMONIZE), str(log), "sh", "-c", "echo started; pwd; exec sleep 600"],
+                stdout=write_end,
+                stderr=stderr,
+                pass_fds=(extra_write,),
+                cwd=tmp_path,
+                check=False,
+                timeout=60,
+            )
         os.close(write_end)
         os.close(extra_write)
         assert done.returncode == 0, (tmp_path / "stderr").read_text()
@@ -83,6 +89,11 @@ def test_the_service_runs_from_root_in_a_session_of_its_own(started: tuple[int, 
 
 
 def test_an_unwritable_log_fails_in_the_caller(tmp_path: Path) -> None:
-    done = subprocess.run([str(DAEMONIZE), str(tmp_path / "missing" / "service.log"), "true"],
-                          capture_output=True, text=True, check=False, timeout=60)
+    done = subprocess.run(
+        [str(DAEMONIZE), str(tmp_path / "missing" / "service.log"), "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert done.returncode != 0 and done.stdout == ""
