@@ -123,7 +123,8 @@ def _literal(value: Any, sets: set[tuple[Any, ...]], path: tuple[Any, ...] = ())
     if isinstance(value, list):
         if path in sets:
             return "{" + ", ".join(_literal(v, sets, (*path, _key(v))) for v in value) + "}" if value else "set()"
-        return "[" + ", ".join(_literal(v, sets, (*path, i)) for i, v in enumerate(value)) + "]"
+        # an index in a walk path is a JSON number, kept as text (_Number): compare it as text
+        return "[" + ", ".join(_literal(v, sets, (*path, str(i))) for i, v in enumerate(value)) + "]"
     raise CompileError(f"cannot write {type(value).__name__} as Rego")  # pragma: no cover - JSON has no other
 
 
