@@ -130,6 +130,15 @@ def compiled_module(policy_roots: list[Path], folder: Path) -> Path:
     return module
 
 
+def in_force(opa: LocalOpa) -> bool:
+    """Whether the server's library is using its generated module (the compiled form's switch)."""
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", opa.port, maxsize=1, retries=False,
+                                      timeout=urllib3.Timeout(total=120))
+    answer = _json.loads(pool.urlopen("GET", "/v1/data/airflow/pod/lib/compiled/holds").data)
+    pool.close()
+    return answer.get("result") is True
+
+
 def same_decisions(servers: dict[str, LocalOpa], body: bytes) -> None:
     """Every server answers ``body`` with the same decision bytes: the figures compare the same work."""
     answers = {}
@@ -159,6 +168,8 @@ def run(short: bool) -> dict[str, object]:
             module = compiled_module(now, root / f"compiled-{index}")
             with LocalOpa(then) as old, LocalOpa(now) as new, LocalOpa([*now, module]) as compiled:
                 forms = {"now": new, "compiled": compiled}
+                if not in_force(compiled) or in_force(new):
+                    raise SystemExit("opa_eval: the compiled form is not in force where measured (or is elsewhere)")
                 for containers in (1, 5, 50):
                     body = request_body(containers)
                     same_decisions(forms, body)
