@@ -161,34 +161,21 @@ def admission_table(admission: dict[str, Any]) -> list[str]:
     return lines
 
 
-def admission_only(out_dir: str, admission_path: str) -> int:
-    admission = json.loads(Path(admission_path).read_text())
-    check_admission(admission)
+def _one_part(out_dir: str, path: str, part: str) -> int:
+    """One part of the results alone (``admission`` or ``opa_eval``): <timestamp>-<part>.{json,md}."""
+    title, check, table, key = {
+        "admission": ("Admission latency", check_admission, admission_table, "admission"),
+        "opa-eval": ("OPA evaluation", check_eval, eval_table, "opa_eval"),
+    }[part]
+    figures = json.loads(Path(path).read_text())
+    check(figures)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    short = admission["short"]
-    lines = [f"# Admission latency {stamp}{' (short mode: smoke test, not figures)' if short else ''}", "",
-             *admission_table(admission)]
+    short = figures["short"]
+    lines = [f"# {title} {stamp}{' (short mode: smoke test, not figures)' if short else ''}", "", *table(figures)]
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{stamp}-admission{'-short' if short else ''}"
-    (folder / f"{name}.json").write_text(json.dumps({"timestamp": stamp, "admission": admission}, indent=2) + "\n")
-    (folder / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {folder / name}.json and .md")
-    return 0
-
-
-def eval_only(out_dir: str, eval_path: str) -> int:
-    evaluation = json.loads(Path(eval_path).read_text())
-    check_eval(evaluation)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    short = evaluation["short"]
-    lines = [f"# OPA evaluation {stamp}{' (short mode: smoke test, not figures)' if short else ''}", "",
-             *eval_table(evaluation)]
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"{stamp}-opa-eval{'-short' if short else ''}"
-    (folder / f"{name}.json").write_text(json.dumps({"timestamp": stamp, "opa_eval": evaluation}, indent=2) + "\n")
+    name = f"{stamp}-{part}{'-short' if short else ''}"
+    (folder / f"{name}.json").write_text(json.dumps({"timestamp": stamp, key: figures}, indent=2) + "\n")
     (folder / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {folder / name}.json and .md")
@@ -196,10 +183,8 @@ def eval_only(out_dir: str, eval_path: str) -> int:
 
 
 def main(out_dir: str, eval_path: str, *rest: str) -> int:
-    if out_dir == "--admission":
-        return admission_only(eval_path, rest[0])
-    if out_dir == "--eval":
-        return eval_only(eval_path, rest[0])
+    if out_dir in ("--admission", "--eval"):
+        return _one_part(eval_path, rest[0], "admission" if out_dir == "--admission" else "opa-eval")
     admission_path, *inputs = rest
     evaluation = json.loads(Path(eval_path).read_text())
     check_eval(evaluation)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -57,14 +56,14 @@ def is_generated(path: Path) -> bool:
         return False
 
 
-def _run(opa: str, args: Sequence[str], cwd: Path | None = None) -> str:
+def _run(opa: str, args: Sequence[str]) -> str:
+    """``opa ARGS`` (paths absolute), its output; its error as a CompileError."""
+    from ._bundle_builder import BundleError, _run_opa  # one way of running OPA for both tools
+
     try:
-        done = subprocess.run([opa, *args], cwd=cwd, check=False, capture_output=True, text=True, timeout=300)
-    except OSError as exc:
-        raise CompileError(f"cannot run OPA ({opa}): {exc}") from None
-    if done.returncode != 0:
-        raise CompileError(f"opa {args[0]} failed:\n{(done.stderr or done.stdout).strip()}")
-    return done.stdout
+        return _run_opa(opa, args, Path.cwd())
+    except BundleError as exc:
+        raise CompileError(str(exc)) from None
 
 
 def _policy_rules(opa: str, modules: Iterable[Path]) -> dict[str, dict[str, bool]]:
