@@ -171,7 +171,9 @@ class Forms:
         problems = [self.compare("effective", "/v1/data/airflow/pod/lib/config/effective", None, where, config)]
         for i, (pod, airflow) in enumerate(cases):
             document = {"input": {"pod": pod, "airflow": airflow}}
-            problems.append(self.compare("decision", "/v1/data/airflow/pod/decision", document, f"{where} pod {i}", config))
+            problems.append(
+                self.compare("decision", "/v1/data/airflow/pod/decision", document, f"{where} pod {i}", config)
+            )
         return [p for p in problems if p]
 
     def admission(self, reviews: list[dict[str, Any]], where: str, config: dict[str, Any]) -> list[str]:
@@ -280,7 +282,12 @@ def reviews_of(pod: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
     if updated.get("spec", {}).get("containers"):
         updated["spec"]["containers"][0]["image"] = "registry.example.com/other:2"
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": {"template": template}}
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": template}}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {"template": template},
+    }
     return [
         review(("", "pods", ""), "CREATE", pod, user),
         review(("", "pods", ""), "UPDATE", updated, user, old=pod),
@@ -352,11 +359,13 @@ def test_pod_security_differential_pods_decide_alike(forms: Forms) -> None:
     cases = [(pod, {}) for pod in pods]
     restricted = {"policies": {**pss.MUTATORS_OFF, "pod_security": {"params": {"enforce": "restricted"}}}}
     problems: list[str] = []
-    for config in ({}, restricted):
-        config = full(config)
+    for delta in ({}, restricted):
+        config = full(delta)
         forms.use(config)
         problems += forms.decisions(cases, "pod_security differential pods", config)
-        problems += forms.admission([review(("", "pods", ""), "CREATE", p, SCHEDULER) for p in pods[:40]], "pss", config)
+        problems += forms.admission(
+            [review(("", "pods", ""), "CREATE", p, SCHEDULER) for p in pods[:40]], "pss", config
+        )
     assert_none(problems)
 
 
@@ -366,11 +375,16 @@ IMAGE_CONFIG = {
     "policies": {
         "allowed_registries": {
             "enabled": True,
-            "params": {"registries": ["registry.example.com", "docker.io/apache", "localhost:5000"], "exempt_images": ["quay.io/*"]},
+            "params": {
+                "registries": ["registry.example.com", "docker.io/apache", "localhost:5000"],
+                "exempt_images": ["quay.io/*"],
+            },
         },
         "image_registry_mirror": {
             "enabled": True,
-            "params": {"mirrors": {"docker.io": "registry.example.com/dockerhub", "quay.io": "registry.example.com/quay"}},
+            "params": {
+                "mirrors": {"docker.io": "registry.example.com/dockerhub", "quay.io": "registry.example.com/quay"}
+            },
         },
         "image_tag": {"params": {"action": "deny", "forbidden_tags": ["latest", "main", "v1"]}},
         "image_pull_policy": {"enabled": True, "params": {"override": True}},
@@ -389,7 +403,9 @@ def image_pods(refs: list[str], per_pod: int = 6) -> list[dict[str, Any]]:
         spec: dict[str, Any] = {"containers": containers, "restartPolicy": "Never"}
         if chunk[3:]:
             spec["initContainers"] = [{"name": f"init{i}", "image": ref} for i, ref in enumerate(chunk[3:])]
-        pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "airflow"}, "spec": spec})
+        pods.append(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "airflow"}, "spec": spec}
+        )
     return pods
 
 
@@ -463,7 +479,9 @@ def random_value(kind: str, rng: random.Random, depth: int = 0) -> Any:
     if base == "object":
         if depth > 1:
             return {}
-        keys = rng.sample(["cpu", "memory", "name", "x", "docker.io", "etl_*", "runAsNonRoot", "match"], rng.randint(0, 3))
+        keys = rng.sample(
+            ["cpu", "memory", "name", "x", "docker.io", "etl_*", "runAsNonRoot", "match"], rng.randint(0, 3)
+        )
         return {k: random_value(rng.choice(["string", "boolean", "object"]), rng, depth + 1) for k in keys}
     raise AssertionError(f"unknown schema type {kind!r}")
 
@@ -474,7 +492,7 @@ class Space:
 
     def __init__(self, forms: Forms) -> None:
         query = (
-            "{name: [p.defaults, object.get(p, \"schema\", {})] | some name; "
+            '{name: [p.defaults, object.get(p, "schema", {})] | some name; '
             "p := data.airflow.pod.policies[name]; p.defaults}"
         )
         url = f"{forms.dynamic.url}/v1/query"
@@ -520,14 +538,23 @@ class Space:
 CONTEXTS: list[dict[str, Any]] = [
     {"launcher": "unknown"},
     {"dag_id": "etl_daily", "task_id": "load_1", "launcher": "kubernetes_executor", "untrusted": ["dag_id"]},
-    {"dag_id": "k8s_launch", "task_id": "run_job", "run_id": "r", "try_number": 1, "map_index": -1, "launcher": "kubernetes_executor"},
+    {
+        "dag_id": "k8s_launch",
+        "task_id": "run_job",
+        "run_id": "r",
+        "try_number": 1,
+        "map_index": -1,
+        "launcher": "kubernetes_executor",
+    },
     {"dag_id": "reports", "task_id": "extract", "launcher": "kubernetes_pod_operator"},
 ]
 NAMESPACES = ["airflow", "team-a", "team-b", "kube-system"]
 SERVICE_ACCOUNTS = ["airflow-worker", "airflow-scheduler", "default", "ml-runner", "release-airflow-webserver"]
 
 
-def dress(pod: dict[str, Any], rng: random.Random, refs: list[str], contexts: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+def dress(
+    pod: dict[str, Any], rng: random.Random, refs: list[str], contexts: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """A pod given an Airflow task's metadata and context, and now and then other images, resources, env,
     service account and host paths: what the policies and exemptions look at."""
     pod = copy.deepcopy(pod)
@@ -551,16 +578,23 @@ def dress(pod: dict[str, Any], rng: random.Random, refs: list[str], contexts: li
             container["image"] = rng.choice(refs)
         if rng.random() < 0.2:
             container["resources"] = rng.choice(
-                [{"requests": {"cpu": "100m"}}, {"limits": {"memory": "2Gi", "cpu": "4"}, "requests": {"memory": "1Gi"}}]
+                [
+                    {"requests": {"cpu": "100m"}},
+                    {"limits": {"memory": "2Gi", "cpu": "4"}, "requests": {"memory": "1Gi"}},
+                ]
             )
         if rng.random() < 0.1:
-            container["env"] = [{"name": rng.choice(["AIRFLOW_HOME", "AIRFLOW__OPA_MUTATION__URL", "HTTP_PROXY"]), "value": "x"}]
+            container["env"] = [
+                {"name": rng.choice(["AIRFLOW_HOME", "AIRFLOW__OPA_MUTATION__URL", "HTTP_PROXY"]), "value": "x"}
+            ]
     if rng.random() < 0.4:
         spec["serviceAccountName"] = rng.choice(SERVICE_ACCOUNTS)
     if rng.random() < 0.2:
         spec["automountServiceAccountToken"] = rng.random() < 0.5
     if rng.random() < 0.1:
-        spec.setdefault("volumes", []).append({"name": "logs", "hostPath": {"path": rng.choice(["/var/log/airflow/tasks", "/etc"])}})
+        spec.setdefault("volumes", []).append(
+            {"name": "logs", "hostPath": {"path": rng.choice(["/var/log/airflow/tasks", "/etc"])}}
+        )
     return pod, airflow
 
 
@@ -684,10 +718,14 @@ def test_stale_module_falls_back_to_the_dynamic_form(forms: Forms) -> None:
     rng = random.Random(SEED + 2)
     bases = [(s.document["pod"], s.document.get("airflow") or {}) for s in SAMPLES]
     problems: list[str] = []
-    pairs = [({}, space.configuration(rng)), (space.configuration(rng), {}), (space.configuration(rng), space.configuration(rng))]
-    for compiled_for, in_force in pairs:
+    pairs = [
+        ({}, space.configuration(rng)),
+        (space.configuration(rng), {}),
+        (space.configuration(rng), space.configuration(rng)),
+    ]
+    for compiled_for, other in pairs:
         forms.use(compiled_for)
-        in_force = full(in_force)
+        in_force = full(other)
         assert in_force != full(compiled_for)
         forms.put_config(in_force)
         assert forms.holds(forms.compiled) is False, f"a stale module still holds\n{REPLAY}"
