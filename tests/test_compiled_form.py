@@ -753,6 +753,23 @@ def test_rego_tests_pass_in_the_compiled_form(tmp_path: Path) -> None:
     opa = opa_binary()
     module = tmp_path / GENERATED_ID
     module.write_text(compile_library(POLICIES, None, opa=opa).text)
+    holds = subprocess.run(
+        [
+            opa,
+            "eval",
+            "--format",
+            "raw",
+            "--data",
+            str(POLICIES),
+            "--data",
+            str(module),
+            "data.airflow.pod.lib.compiled.holds",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert holds.stdout.strip() == "true", "the generated module is not in force for the shipped configuration"
     dynamic, dynamic_failed = _opa_test(opa, POLICIES)
     compiled, compiled_failed = _opa_test(opa, POLICIES, module)
     assert dynamic_failed == [] and compiled_failed == [], compiled_failed
