@@ -87,6 +87,8 @@ class Forms:
             session.trust_env = False
         self.pool = ThreadPoolExecutor(2)  # both servers at once: one request each, same bytes
         self.compared: Counter[str] = Counter()
+        self.reached: Counter[str] = Counter()  # what the decisions compared held (the dynamic answer's)
+        self.last: tuple[int, bytes] = (0, b"")
         self.configurations = 0
         self.compile_seconds = 0.0
 
@@ -152,6 +154,7 @@ class Forms:
         asked = self.pool.submit(self._answer, self.dynamic, path, body)
         compiled = self._answer(self.compiled, path, body)
         dynamic = asked.result()
+        self.last = dynamic
         self.compared[kind] += 1
         if dynamic[0] != 200:
             self.compared[f"{kind} (HTTP {dynamic[0]} on both)"] += dynamic == compiled
@@ -174,7 +177,20 @@ class Forms:
             problems.append(
                 self.compare("decision", "/v1/data/airflow/pod/decision", document, f"{where} pod {i}", config)
             )
+            self.tally(json.loads(self.last[1]).get("result", {}))
         return [p for p in problems if p]
+
+    def tally(self, decision: dict[str, Any]) -> None:
+        """Count what a decision holds, so that a generator whose decisions are all alike (everything
+        exempted, nothing enabled) shows."""
+        self.reached["decisions"] += 1
+        for key in ("patch", "deny", "warn"):
+            self.reached[key] += bool(decision.get(key))
+        for kind in ("deny", "warn"):
+            self.reached[f"framework {kind}"] += any(e["policy"] == "framework" for e in decision.get(kind, []))
+        scopes = {"policy" if "policy" in e else "global" for e in decision.get("exemptions", [])}
+        for scope in scopes:
+            self.reached[f"{scope} exemption applied"] += 1
 
     def admission(self, reviews: list[dict[str, Any]], where: str, config: dict[str, Any]) -> list[str]:
         problems = []
@@ -610,6 +626,7 @@ def test_random_configurations_decide_alike(forms: Forms, request: pytest.Fixtur
     started = time.monotonic()
     pods = enabled = 0
     problems: list[str] = []
+    before = forms.reached.copy()
     for i in range(CONFIGS):
         config = space.configuration(rng)
         compiled = forms.use(config)
@@ -623,12 +640,18 @@ def test_random_configurations_decide_alike(forms: Forms, request: pytest.Fixtur
         reviews = [r for pod, _ in cases[:2] for r in reviews_of(pod, rng)]
         problems += forms.admission(reviews, f"random configuration {i}", full(config))
         assert_none(problems)
+    reached = forms.reached - before
     say(
         request,
         f"random configurations: {CONFIGS} configurations ({enabled / max(CONFIGS, 1):.1f} policies enabled on "
-        f"average), {pods} pods, seed {SEED}, {time.monotonic() - started:.0f} s",
+        f"average), {pods} pods, seed {SEED}, {time.monotonic() - started:.0f} s; decisions with: {dict(reached)}",
     )
     assert pods >= 5_000 or os.environ.get("AOM_COMPILED_PODS"), "fewer than 5,000 pods: raise CONFIGS or PODS"
+    # The decisions compared were of every kind: patches, denies, warnings, exemptions of both scopes that
+    # applied, the framework's own findings (an exemption without conditions, an expired one).
+    for what in ("patch", "deny", "warn", "global exemption applied", "policy exemption applied"):
+        assert reached[what] >= pods // 50, f"few decisions with {what}: {dict(reached)}; {REPLAY}"
+    assert reached["framework warn"] > 0, f"{dict(reached)}; {REPLAY}"
 
 
 # --- configurations compile refuses ---------------------------------------------------------------------
