@@ -38,7 +38,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,6 @@ import requests
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from airflow_opa_mutation.cli import _compiler
 from airflow_opa_mutation.cli._compiler import Compiled, CompileError, compile_library
 from airflow_opa_mutation.cli._local_opa import LocalOpa, opa_binary
 from airflow_opa_mutation.cli.verify import discover
@@ -224,30 +222,12 @@ def say(request: pytest.FixtureRequest, line: str) -> None:
         print(f"\n{line}", flush=True)
 
 
-def remembered_policy_rules() -> Callable[[str, Any], dict[str, set[str]]]:
-    """The compiler's ``_policy_rules`` (one ``opa parse`` per module, about a second per compile), kept per
-    module contents: the library does not change during this file's run, and everything that depends on
-    the configuration still runs in full for each one."""
-    real = _compiler._policy_rules
-
-    @cache
-    def by_contents(opa: str, modules: tuple[tuple[Path, bytes], ...]) -> dict[str, set[str]]:
-        return real(opa, [module for module, _ in modules])
-
-    def remembered(opa: str, modules: Any) -> dict[str, set[str]]:
-        return copy.deepcopy(by_contents(opa, tuple((m, m.read_bytes()) for m in modules)))
-
-    return remembered
-
-
 @pytest.fixture(scope="module")
 def forms(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Forms]:
     say(request, f"compiled form: seed {SEED} ({REPLAY}), {CONFIGS} random configurations x {PODS} pods")
     started = time.monotonic()
     both = Forms(tmp_path_factory.mktemp("compiled"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_compiler, "_policy_rules", remembered_policy_rules())
-        yield both
+    yield both
     opa_cpu = both.cpu_seconds()
     python_cpu = resource.getrusage(resource.RUSAGE_SELF)
     both.close()

@@ -66,18 +66,25 @@ def _run(opa: str, args: Sequence[str]) -> str:
         raise CompileError(str(exc)) from None
 
 
-def _policy_rules(opa: str, modules: Iterable[Path]) -> dict[str, dict[str, bool]]:
+def _policy_rules(opa: str, modules: Iterable[Path], scratch: Path) -> dict[str, dict[str, bool]]:
     """For each policy package (data.airflow.pod.policies.<name>), which of patch/deny/warn it defines, and
     whether that document is always defined (every definition a partial set, ``contains``: an empty set at
-    worst); any other kind of rule may be undefined for a pod, which the generated module must allow for."""
+    worst); any other kind of rule may be undefined for a pod, which the generated module must allow for.
+    Every module is parsed by OPA itself, in one call (``rego.parse_module``)."""
+    texts = scratch / "modules.json"
+    texts.write_text(json.dumps({str(module): module.read_text(encoding="utf-8") for module in modules}))
+    query = (
+        '{path: [m.package.path, object.get(m, "rules", [])] | '
+        "some path, text in input; m := rego.parse_module(path, text)}"
+    )
+    answer = json.loads(_run(opa, ["eval", "--format", "json", "--input", str(texts), query]))
     found: dict[str, dict[str, bool]] = {}
-    for module in modules:
-        ast = json.loads(_run(opa, ["parse", "--format", "json", str(module)]))
-        path = [term["value"] for term in ast["package"]["path"][1:]]
+    for package, parsed in answer["result"][0]["expressions"][0]["value"].values():
+        path = [term["value"] for term in package[1:]]
         if len(path) != len(_POLICIES) + 1 or tuple(path[:-1]) != _POLICIES:
             continue
         rules = found.setdefault(str(path[-1]), {})
-        for rule in ast.get("rules", []):
+        for rule in parsed:
             head = rule["head"]
             ref = head.get("ref") or [{"value": head.get("name")}]
             if ref[0]["value"] in _RULES:
@@ -231,7 +238,7 @@ def compile_library(policies: Path, config: Path | None = None, *, opa: str, sou
         enabled = sorted(
             name for name, setting in settings.items() if isinstance(setting, dict) and setting.get("enabled") is True
         )
-        rules = _policy_rules(opa, modules)
+        rules = _policy_rules(opa, modules, Path(tmp))
         text = _generate(
             user=answers.get("user", {}),
             settings=settings,
