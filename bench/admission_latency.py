@@ -1,7 +1,9 @@
 """Pod create latency through a real kube-apiserver, with the admission webhooks and without, in one run.
 
-One control plane (etcd + kube-apiserver, tests/kube/cluster.py) and one OPA serving policies/ over TLS,
-with the webhook configurations registered from ``airflow-opa-mutation admission manifests``' own output
+One control plane (etcd + kube-apiserver, tests/kube/cluster.py) and one OPA serving policies/ over TLS
+in the compiled form, as the admission OPA's signed bundle is (``bundle build``: the module ``compile``
+writes for the shipped configuration, checked in force), with the webhook configurations registered
+from ``airflow-opa-mutation admission manifests``' own output
 (tests/kube/webhooks.py, as the tests do). Two namespaces: one the webhooks select (its label), one they
 do not. The benchmark's worker pod (bench.py, 1 and 50 containers; the shipped library mutates it and
 denies nothing) is POSTed as JSON by a keep-alive ``requests`` session as the cluster admin, sequentially
@@ -49,6 +51,8 @@ from bench import REPO, worker_pod
 sys.path.append(str(REPO))
 
 from airflow_opa_mutation import AUDIT_ANNOTATION, pod_to_json
+from airflow_opa_mutation.cli._compiler import compile_library
+from airflow_opa_mutation.cli._local_opa import opa_binary
 from tests.kube.cluster import ControlPlane
 from tests.kube.webhooks import register, selected, serve_tls, unregister, wait_until_judged
 
@@ -306,8 +310,14 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     evals: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="aom-bench-admission-") as scratch, ControlPlane() as kube:
-        opa, ca_file = serve_tls(Path(scratch), [REPO / "policies"])
+        module = Path(scratch) / "compiled.generated.rego"
+        module.write_text(compile_library(REPO / "policies", None, opa=opa_binary(None)).text)
+        opa, ca_file = serve_tls(Path(scratch), [REPO / "policies", module])
         try:
+            holds = requests.get(f"{opa.url}/v1/data/airflow/pod/lib/compiled/holds", verify=str(ca_file),
+                                 timeout=30).json().get("result")
+            if holds is not True:
+                raise SystemExit("admission_latency: the compiled form is not in force in the webhook's OPA")
             register(kube, opa.url, ca_file, "--timeout-seconds", str(TIMEOUT_SECONDS))
             selected(kube, WITH)
             selected(kube, WITHOUT, labelled=False)
