@@ -215,23 +215,16 @@ class Forms:
         self.compiled.stop()
 
 
-def say(request: pytest.FixtureRequest, line: str) -> None:
-    """Print past pytest's output capture (the seed must be seen even when the run passes)."""
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        print(f"\n{line}", flush=True)
-
-
 @pytest.fixture(scope="module")
 def forms(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Forms]:
-    say(request, f"compiled form: seed {SEED} ({REPLAY}), {CONFIGS} random configurations x {PODS} pods")
+    pss.say(request, f"compiled form: seed {SEED} ({REPLAY}), {CONFIGS} random configurations x {PODS} pods")
     started = time.monotonic()
     both = Forms(tmp_path_factory.mktemp("compiled"))
     yield both
     opa_cpu = both.cpu_seconds()
     python_cpu = resource.getrusage(resource.RUSAGE_SELF)
     both.close()
-    say(
+    pss.say(
         request,
         f"compiled form: seed {SEED}; {both.configurations} configurations compiled and loaded "
         f"({both.compile_seconds:.0f} s compiling); byte-identical answers: {dict(sorted(both.compared.items()))}; "
@@ -621,7 +614,7 @@ def test_random_configurations_decide_alike(forms: Forms, request: pytest.Fixtur
         problems += forms.admission(reviews, f"random configuration {i}", full(config))
         assert_none(problems)
     reached = forms.reached - before
-    say(
+    pss.say(
         request,
         f"random configurations: {CONFIGS} configurations ({enabled / max(CONFIGS, 1):.1f} policies enabled on "
         f"average), {pods} pods, seed {SEED}, {time.monotonic() - started:.0f} s; decisions with: {dict(reached)}",
